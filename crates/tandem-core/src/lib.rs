@@ -5,6 +5,31 @@
 //! randomness, no hash-map iteration, no floats.
 //!
 //! Layout:
-//! - [`kv`]: the key-value view and the copy-on-write overlay execution runs on.
+//! - [`crypto`]: keys, signatures, hashes, domain separation.
+//! - [`limits`]: every bound, with its reason.
+//! - [`model`]: actors, gateways, packages, sessions (the stored state).
+//! - [`message`]: steps, session batches, direct steps, admin transactions,
+//!   outcomes and receipts (what is signed and sent).
+//! - [`workflow`]: the workflow as a table of rules.
+//! - [`apply`]: the engine; [`apply::apply`] is the only place a step is
+//!   decided, [`apply::execute`] runs a transaction's bytes.
+//! - [`reject`]: stable rejection codes.
+//! - [`state`]: key layout and typed access over [`kv`].
+//! - [`kv`]: the key-value view and the copy-on-write overlay.
+//! - [`genesis`]: the initial actors and gateways.
 
+pub mod apply;
+pub mod crypto;
+pub mod genesis;
 pub mod kv;
+pub mod limits;
+pub mod message;
+pub mod model;
+pub mod reject;
+pub mod state;
+pub mod workflow;
+
+pub use apply::{apply, execute, Ctx, TxResult};
+pub use crypto::{Hash, PublicKey, SecretKey, Signature};
+pub use message::{Outcome, Step, Tx};
+pub use reject::{Code, Rejection};
