@@ -1,0 +1,104 @@
+//! Timing profiles: which consensus and P2P timeouts a devnet runs with.
+//!
+//! Both profiles are written into every node's `config.toml` explicitly, so a benchmark can
+//! print exactly what it ran with (see [`timeouts`]) instead of relying on a binary's defaults.
+
+use serde::{Deserialize, Serialize};
+
+/// Which timing settings the nodes use.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// CometBFT v0.38's own defaults, as a production network spread over the internet would
+    /// run: propose 3 s, prevote/precommit 1 s, commit 1 s (about one block per second).
+    #[default]
+    Default,
+    /// Settings for N validators sharing one host over loopback; see [`TUNED`] for each value
+    /// and why.
+    Tuned,
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Profile::Default => "default",
+            Profile::Tuned => "tuned",
+        })
+    }
+}
+
+/// CometBFT v0.38.25's defaults for the keys that [`TUNED`] changes.
+const DEFAULT: &[(&str, &str)] = &[
+    ("consensus.timeout_propose", "3s"),
+    ("consensus.timeout_propose_delta", "500ms"),
+    ("consensus.timeout_prevote", "1s"),
+    ("consensus.timeout_prevote_delta", "500ms"),
+    ("consensus.timeout_precommit", "1s"),
+    ("consensus.timeout_precommit_delta", "500ms"),
+    ("consensus.timeout_commit", "1s"),
+    ("consensus.create_empty_blocks", "true"),
+    ("consensus.create_empty_blocks_interval", "0s"),
+    ("consensus.peer_gossip_sleep_duration", "100ms"),
+    ("p2p.flush_throttle_timeout", "100ms"),
+    ("p2p.send_rate", "5120000"),
+    ("p2p.recv_rate", "5120000"),
+];
+
+/// The `tuned` profile. Loopback delivers a message in tens of microseconds, so CometBFT's
+/// defaults (sized for internet latency) mostly add idle waiting; what is scarce on one host is
+/// CPU, shared by all N nodes and apps on two cores. Hence:
+///
+/// - `timeout_propose = 500ms` (+100 ms per round): only waited out when the proposal does
+///   not arrive, i.e. the proposer is down (fault tests kill nodes) or starved of CPU. A
+///   proposal, even a multi-MB block, arrives in milliseconds here; 500 ms leaves ample
+///   headroom for a busy machine while a dead proposer costs half a second, not three.
+/// - `timeout_prevote`/`timeout_precommit = 100ms` (+50 ms per round): these start only once
+///   +2/3 of *some* votes are in but not +2/3 for one value, i.e. while waiting for
+///   stragglers; on loopback a straggler is late by scheduling delays, not the network.
+/// - `timeout_commit = 100ms`: the pause after a commit before the next height. It is
+///   the main knob for block interval: it lets the mempool collect a batch (bigger, fewer
+///   blocks amortise per-block costs: ABCI round trips, fsyncs, app-hash computation), and it
+///   lets the slowest node finish the previous block. With it, blocks under load come
+///   roughly every 110-150 ms instead of ~1 s. `skip_timeout_commit` stays off: it only
+///   skips once precommits from *all* validators arrived, so it helps little and makes the
+///   interval jittery.
+/// - `create_empty_blocks_interval = 1s`: with no transactions, a node proposes an empty
+///   block only after 1 s, instead of every ~100 ms; an idle 4-node devnet would otherwise
+///   burn CPU (and disk) producing ~10 empty blocks a second. A transaction in the mempool
+///   (or an app-hash change, which needs a proof block) still triggers a block at once.
+/// - `peer_gossip_sleep_duration = 10ms`: how long a gossip routine sleeps when it has
+///   nothing new to send a peer; at 100 ms each missing vote or block part can add 100 ms.
+/// - `p2p.flush_throttle_timeout = 10ms`: how long a connection buffers small messages
+///   before flushing; at 100 ms every vote would sit in a buffer for up to 100 ms.
+/// - `p2p.send_rate`/`recv_rate = 20 MB/s` (from 5 MB/s): per-connection rate limits; at
+///   5 MB/s gossiping one full 1 MB block to each peer alone takes ~200 ms.
+pub const TUNED: &[(&str, &str)] = &[
+    ("consensus.timeout_propose", "500ms"),
+    ("consensus.timeout_propose_delta", "100ms"),
+    ("consensus.timeout_prevote", "100ms"),
+    ("consensus.timeout_prevote_delta", "50ms"),
+    ("consensus.timeout_precommit", "100ms"),
+    ("consensus.timeout_precommit_delta", "50ms"),
+    ("consensus.timeout_commit", "100ms"),
+    ("consensus.create_empty_blocks", "true"),
+    ("consensus.create_empty_blocks_interval", "1s"),
+    ("consensus.peer_gossip_sleep_duration", "10ms"),
+    ("p2p.flush_throttle_timeout", "10ms"),
+    ("p2p.send_rate", "20971520"),
+    ("p2p.recv_rate", "20971520"),
+];
+
+/// The timing settings of `profile` as (`section.key`, value) pairs, in the form they take in
+/// `config.toml` (durations as CometBFT duration strings), e.g. for benchmarks to print.
+pub fn timeouts(profile: Profile) -> Vec<(String, String)> {
+    let table = match profile {
+        Profile::Default => DEFAULT,
+        Profile::Tuned => TUNED,
+    };
+    table
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
