@@ -17,6 +17,7 @@
 //! - [`state`]: key layout and typed access over [`kv`].
 //! - [`kv`]: the key-value view and the copy-on-write overlay.
 //! - [`genesis`]: the initial actors and gateways.
+//! - `testkit` (feature `testkit`): fixtures for tests.
 
 pub mod apply;
 pub mod crypto;
@@ -28,6 +29,12 @@ pub mod model;
 pub mod reject;
 pub mod state;
 pub mod workflow;
+
+#[cfg(test)]
+mod engine_tests;
+
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 pub use apply::{apply, execute, Ctx, TxResult};
 pub use crypto::{Hash, PublicKey, SecretKey, Signature};
