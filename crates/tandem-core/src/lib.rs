@@ -32,6 +32,8 @@ pub mod workflow;
 
 #[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod vectors;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
