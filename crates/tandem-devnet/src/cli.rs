@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::devnet::{pid_alive, terminate_pids, ProcInfo, STOP_GRACE};
+use crate::devnet::{pid_alive, pid_matches, terminate_pids, ProcInfo, STOP_GRACE};
 use crate::layout::LAYOUT_FILE;
 use crate::{default_tools_dir, ensure_cometbft, generate, timeouts, Devnet, DevnetSpec, Layout};
 use crate::{Profile, DEMO_IDENTITIES};
@@ -87,10 +87,8 @@ fn wipe_devnet_dir(dir: &Path) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let name = entry?.file_name();
         let name = name.to_string_lossy();
-        let ours = name.starts_with("node")
-            || name == "keys"
-            || name == LAYOUT_FILE
-            || name == PIDS_FILE;
+        let ours =
+            name.starts_with("node") || name == "keys" || name == LAYOUT_FILE || name == PIDS_FILE;
         if !ours {
             bail!(
                 "refusing to wipe {}: it contains {name:?}, which a devnet does not create",
@@ -107,7 +105,10 @@ pub async fn run_up(args: UpArgs, tandem_bin: &Path) -> anyhow::Result<()> {
     let cometbft = ensure_cometbft(&default_tools_dir())?;
 
     if let Some(procs) = read_pids(&args.dir)? {
-        if procs.iter().any(|p| pid_alive(p.pid)) {
+        if procs
+            .iter()
+            .any(|p| pid_alive(p.pid) && pid_matches(p.pid, &p.home))
+        {
             bail!(
                 "a devnet from {} is still running; stop it with `tandem down --dir {}`",
                 args.dir.display(),
@@ -155,7 +156,10 @@ pub async fn run_up(args: UpArgs, tandem_bin: &Path) -> anyhow::Result<()> {
 
     let devnet = Devnet::start(&layout, &cometbft, tandem_bin)?;
     write_pids(&layout.dir, devnet.pids())?;
-    println!("waiting for all {} nodes to reach height 2 ...", layout.nodes.len());
+    println!(
+        "waiting for all {} nodes to reach height 2 ...",
+        layout.nodes.len()
+    );
     if let Err(e) = devnet.wait_for_height(2, STARTUP_TIMEOUT).await {
         drop(devnet);
         let _ = std::fs::remove_file(layout.dir.join(PIDS_FILE));
@@ -174,7 +178,9 @@ pub async fn run_up(args: UpArgs, tandem_bin: &Path) -> anyhow::Result<()> {
     }
 
     println!("running; press Ctrl-C to stop");
-    tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
     println!("stopping ...");
     devnet.stop()?;
     std::fs::remove_file(layout.dir.join(PIDS_FILE)).ok();
@@ -228,6 +234,60 @@ pub fn run_down(args: DownArgs) -> anyhow::Result<()> {
     let n = terminate_pids(&procs, STOP_GRACE)?;
     std::fs::remove_file(args.dir.join(PIDS_FILE))
         .with_context(|| format!("removing {}", args.dir.join(PIDS_FILE).display()))?;
-    println!("stopped {n} process(es) of the devnet in {}", args.dir.display());
+    println!(
+        "stopped {n} process(es) of the devnet in {}",
+        args.dir.display()
+    );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wipe_refuses_directories_that_are_not_devnets() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("d");
+        std::fs::create_dir_all(dir.join("node0/config")).expect("mkdir");
+        std::fs::write(dir.join("important.txt"), "keep me").expect("write");
+        assert!(wipe_devnet_dir(&dir).is_err());
+        assert!(dir.join("important.txt").exists());
+
+        std::fs::remove_file(dir.join("important.txt")).expect("rm");
+        std::fs::write(dir.join(LAYOUT_FILE), "{}").expect("write");
+        wipe_devnet_dir(&dir).expect("wipe");
+        assert!(!dir.exists());
+        wipe_devnet_dir(&dir).expect("missing dir is fine");
+    }
+
+    #[test]
+    fn down_without_pids_file_is_a_no_op() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        run_down(DownArgs {
+            dir: tmp.path().to_owned(),
+        })
+        .expect("down");
+    }
+
+    #[test]
+    fn up_args_defaults() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            up: UpArgs,
+        }
+        let cli = Cli::try_parse_from(["up"]).expect("parse");
+        assert_eq!(cli.up.validators, 4);
+        assert_eq!(cli.up.dir, PathBuf::from(".devnet"));
+        assert_eq!(cli.up.profile, Profile::Default);
+        assert_eq!(cli.up.base_ip, Ipv4Addr::new(127, 0, 0, 1));
+        assert_eq!(cli.up.chain_id, "tandem-devnet");
+        assert!(!cli.up.detach && !cli.up.fresh);
+        let cli = Cli::try_parse_from(["up", "--profile", "tuned", "--base-ip", "127.0.9.1"])
+            .expect("parse");
+        assert_eq!(cli.up.profile, Profile::Tuned);
+        assert_eq!(cli.up.base_ip, Ipv4Addr::new(127, 0, 9, 1));
+    }
 }

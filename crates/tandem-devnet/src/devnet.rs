@@ -83,7 +83,11 @@ impl Devnet {
             layout: layout.clone(),
             cometbft: cometbft.to_owned(),
             app,
-            procs: Mutex::new((0..layout.nodes.len()).map(|_| NodeProcs::default()).collect()),
+            procs: Mutex::new(
+                (0..layout.nodes.len())
+                    .map(|_| NodeProcs::default())
+                    .collect(),
+            ),
         };
         // On an error half way, dropping `devnet` stops what was already started.
         for i in 0..layout.nodes.len() {
@@ -414,14 +418,19 @@ fn terminate_children(mut children: Vec<Child>, grace: Duration) -> anyhow::Resu
         std::thread::sleep(Duration::from_millis(20));
     }
     for mut c in children {
-        eprintln!("process {} ignored SIGTERM for {grace:?}; sending SIGKILL", c.id());
+        eprintln!(
+            "process {} ignored SIGTERM for {grace:?}; sending SIGKILL",
+            c.id()
+        );
         kill_child(&mut c)?;
     }
     Ok(())
 }
 
 fn pid_of(pid: u32) -> anyhow::Result<Pid> {
-    Ok(Pid::from_raw(i32::try_from(pid).context("pid out of range")?))
+    Ok(Pid::from_raw(
+        i32::try_from(pid).context("pid out of range")?,
+    ))
 }
 
 /// Whether `pid` names a live process (not a zombie).
@@ -467,7 +476,10 @@ pub(crate) fn terminate_pids(procs: &[ProcInfo], grace: Duration) -> anyhow::Res
     }
     for p in &live {
         if pid_alive(p.pid) {
-            eprintln!("pid {} ignored SIGTERM for {grace:?}; sending SIGKILL", p.pid);
+            eprintln!(
+                "pid {} ignored SIGTERM for {grace:?}; sending SIGKILL",
+                p.pid
+            );
             let _ = kill(pid_of(p.pid)?, Signal::SIGKILL);
         }
     }

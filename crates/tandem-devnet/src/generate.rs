@@ -58,7 +58,10 @@ fn node_ip(base: Ipv4Addr, i: usize) -> anyhow::Result<Ipv4Addr> {
 /// Generates a devnet in `spec.dir` (which must be missing or empty), persists its
 /// [`Layout`] as `devnet.json` and returns it.
 pub fn generate(spec: &DevnetSpec, cometbft: &Path) -> anyhow::Result<Layout> {
-    ensure!(spec.validators >= 1, "a devnet needs at least one validator");
+    ensure!(
+        spec.validators >= 1,
+        "a devnet needs at least one validator"
+    );
     ensure!(!spec.chain_id.is_empty(), "chain id must not be empty");
     ensure!(
         spec.base_ip.octets()[3] != 0,
@@ -182,7 +185,10 @@ fn edit_config(node: &NodeLayout, profile: Profile) -> anyhow::Result<()> {
         ("moniker", value(node.moniker.as_str())),
         ("proxy_app", value(node.abci_addr.as_str())),
         ("rpc.laddr", value(format!("tcp://{ip}:26657"))),
-        ("rpc.max_subscription_clients", value(MAX_SUBSCRIPTION_CLIENTS)),
+        (
+            "rpc.max_subscription_clients",
+            value(MAX_SUBSCRIPTION_CLIENTS),
+        ),
         (
             "rpc.max_subscriptions_per_client",
             value(MAX_SUBSCRIPTIONS_PER_CLIENT),
@@ -204,8 +210,7 @@ fn edit_config(node: &NodeLayout, profile: Profile) -> anyhow::Result<()> {
     for (k, v) in timeouts(profile) {
         set(&mut doc, &k, typed(&v))?;
     }
-    std::fs::write(&path, doc.to_string())
-        .with_context(|| format!("writing {}", path.display()))
+    std::fs::write(&path, doc.to_string()).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Writes one genesis, byte-identical for all nodes: node 0's (which `cometbft testnet`

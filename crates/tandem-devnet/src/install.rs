@@ -54,6 +54,11 @@ pub fn cometbft_version(bin: &Path) -> anyhow::Result<String> {
 /// Returns `tools_dir/bin/cometbft`, installing CometBFT v0.38.25 there first with
 /// `go install` unless a binary of exactly that version is already present.
 pub fn ensure_cometbft(tools_dir: &Path) -> anyhow::Result<PathBuf> {
+    ensure_with_go(tools_dir, Path::new("go"))
+}
+
+/// [`ensure_cometbft`] with the `go` command given, so tests can exercise the error path.
+fn ensure_with_go(tools_dir: &Path, go: &Path) -> anyhow::Result<PathBuf> {
     let _guard = INSTALL_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let bin_dir = tools_dir.join("bin");
     let bin = bin_dir.join("cometbft");
@@ -68,8 +73,7 @@ pub fn ensure_cometbft(tools_dir: &Path) -> anyhow::Result<PathBuf> {
         }
     }
 
-    std::fs::create_dir_all(&bin_dir)
-        .with_context(|| format!("creating {}", bin_dir.display()))?;
+    std::fs::create_dir_all(&bin_dir).with_context(|| format!("creating {}", bin_dir.display()))?;
     // GOBIN must be absolute or `go install` refuses it.
     let bin_dir = std::path::absolute(&bin_dir)?;
     let module = format!("github.com/cometbft/cometbft/cmd/cometbft@v{COMETBFT_VERSION}");
@@ -78,7 +82,7 @@ pub fn ensure_cometbft(tools_dir: &Path) -> anyhow::Result<PathBuf> {
          (needs Go >= 1.22.11; this takes a few minutes the first time) ...",
         bin_dir.display()
     );
-    let out = match Command::new("go")
+    let out = match Command::new(go)
         .args(["install", &module])
         .env("GOBIN", &bin_dir)
         .output()
@@ -105,4 +109,46 @@ pub fn ensure_cometbft(tools_dir: &Path) -> anyhow::Result<PathBuf> {
     }
     eprintln!("installed CometBFT {v} at {}", bin.display());
     Ok(bin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_go_gives_a_clear_error() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let err = ensure_with_go(tmp.path(), &tmp.path().join("no-such-go"))
+            .expect_err("must fail without go");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("`go` is not on PATH"), "{msg}");
+        assert!(msg.contains(COMETBFT_VERSION), "{msg}");
+    }
+
+    #[test]
+    fn failing_go_install_reports_its_stderr() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let fake_go = tmp.path().join("go");
+        std::fs::write(
+            &fake_go,
+            "#!/bin/sh\necho 'proxy unreachable' >&2\nexit 1\n",
+        )
+        .expect("write");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake_go, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let err = ensure_with_go(&tmp.path().join("tools"), &fake_go).expect_err("must fail");
+        let msg = format!("{err:#}");
+        assert!(msg.contains("proxy unreachable"), "{msg}");
+    }
+
+    #[test]
+    fn tools_dir_is_under_the_workspace_root() {
+        if std::env::var_os("TANDEM_TOOLS_DIR").is_none() {
+            let dir = default_tools_dir();
+            assert!(dir.ends_with(".tools"));
+            assert!(dir
+                .parent()
+                .is_some_and(|root| root.join("Cargo.toml").exists()));
+        }
+    }
 }

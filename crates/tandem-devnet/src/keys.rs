@@ -68,7 +68,10 @@ impl DemoKey {
             .map_err(|_| anyhow::anyhow!("secret_key is not 32 bytes"))?;
         let sk = SigningKey::from_bytes(&seed);
         if hex::encode(sk.verifying_key().to_bytes()) != self.public_key {
-            bail!("public_key of {:?} does not match its secret_key", self.name);
+            bail!(
+                "public_key of {:?} does not match its secret_key",
+                self.name
+            );
         }
         Ok(sk)
     }

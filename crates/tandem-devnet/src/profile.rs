@@ -6,9 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Which timing settings the nodes use.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Profile {
     /// CometBFT v0.38's own defaults, as a production network spread over the internet would

@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 
 use tandem_devnet::{
-    default_tools_dir, ensure_cometbft, generate, load_keys, timeouts, DemoKey, DevnetSpec,
-    Layout, Profile, DEMO_IDENTITIES,
+    default_tools_dir, ensure_cometbft, generate, load_keys, timeouts, DemoKey, DevnetSpec, Layout,
+    Profile, DEMO_IDENTITIES,
 };
 use toml_edit::DocumentMut;
 
