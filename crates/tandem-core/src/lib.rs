@@ -13,6 +13,7 @@
 //! - [`workflow`]: the workflow as a table of rules.
 //! - [`apply`]: the engine; [`apply::apply`] is the only place a step is
 //!   decided, [`apply::execute`] runs a transaction's bytes.
+//! - [`block`]: a whole block of transactions, as L1 and the replica run it.
 //! - [`reject`]: stable rejection codes.
 //! - [`state`]: key layout and typed access over [`kv`].
 //! - [`kv`]: the key-value view and the copy-on-write overlay.
@@ -20,6 +21,7 @@
 //! - `testkit` (feature `testkit`): fixtures for tests.
 
 pub mod apply;
+pub mod block;
 pub mod crypto;
 pub mod genesis;
 pub mod kv;
