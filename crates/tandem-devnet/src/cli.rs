@@ -171,16 +171,14 @@ pub async fn run_up(args: UpArgs, tandem_bin: &Path) -> anyhow::Result<()> {
         let procs = devnet.detach();
         write_pids(&layout.dir, procs)?;
         println!(
-            "detached; stop it with `tandem down --dir {}`",
+            "detached; stop it with `tandem devnet down --dir {}`",
             args.dir.display()
         );
         return Ok(());
     }
 
     println!("running; press Ctrl-C to stop");
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+    shutdown_signal().await?;
     println!("stopping ...");
     devnet.stop()?;
     std::fs::remove_file(layout.dir.join(PIDS_FILE)).ok();
@@ -290,4 +288,17 @@ mod tests {
         assert_eq!(cli.up.profile, Profile::Tuned);
         assert_eq!(cli.up.base_ip, Ipv4Addr::new(127, 0, 9, 1));
     }
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM: a launcher stopped either way
+/// must stop the processes it started, since they live in their own process
+/// groups and would otherwise outlive it.
+pub async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }
