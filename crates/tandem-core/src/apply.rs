@@ -191,9 +191,41 @@ fn run_check(
     }
 }
 
+/// A step whose actor signature has been checked. Only [`VerifiedStep::check`]
+/// makes one, so holding it is proof of the check: a gateway verifies
+/// signatures before taking its state lock and decides with
+/// [`apply_verified`] inside it.
+#[derive(Clone, Copy, Debug)]
+pub struct VerifiedStep<'a>(&'a SignedStep);
+
+impl<'a> VerifiedStep<'a> {
+    /// Check the step's signature under its actor key.
+    pub fn check(signed: &'a SignedStep) -> Option<VerifiedStep<'a>> {
+        signed.step.actor.verify(Domain::Step, &signed.step, &signed.signature).then_some(VerifiedStep(signed))
+    }
+    /// The step.
+    pub fn signed(&self) -> &'a SignedStep {
+        self.0
+    }
+}
+
 /// Decide one signed step against `state`, and on success write its effects.
 /// On rejection nothing is written.
 pub fn apply(state: &mut impl KvWrite, ctx: &Ctx<'_>, signed: &SignedStep) -> Result<Outcome, Rejection> {
+    decide(state, ctx, signed, None)
+}
+
+/// [`apply`] for a step whose signature was already checked.
+pub fn apply_verified(state: &mut impl KvWrite, ctx: &Ctx<'_>, step: VerifiedStep<'_>) -> Result<Outcome, Rejection> {
+    decide(state, ctx, step.0, Some(step))
+}
+
+fn decide(
+    state: &mut impl KvWrite,
+    ctx: &Ctx<'_>,
+    signed: &SignedStep,
+    verified: Option<VerifiedStep<'_>>,
+) -> Result<Outcome, Rejection> {
     let step = &signed.step;
     // 1. Binding: chain, session, owner, sequence.
     if step.chain_id != ctx.chain_id {
@@ -213,7 +245,9 @@ pub fn apply(state: &mut impl KvWrite, ctx: &Ctx<'_>, signed: &SignedStep) -> Re
     }
     // 2. Who signed it, and when.
     let actor = active_actor(state, &step.actor)?;
-    if !step.actor.verify(Domain::Step, step, &signed.signature) {
+    // The signature is checked at the same point whether or not it was
+    // checked before, so both paths reject with the same code.
+    if verified.is_none() && VerifiedStep::check(signed).is_none() {
         return reject(Code::BadSignature, "the step's signature does not verify");
     }
     check_time(ctx, step.client_time_ms)?;

@@ -69,6 +69,11 @@ impl<B: KvRead> Overlay<B> {
         Self { base, writes: WriteSet::new() }
     }
 
+    /// An overlay over `base` that already holds `writes` (no copy).
+    pub fn with_writes(base: B, writes: WriteSet) -> Self {
+        Self { base, writes }
+    }
+
     /// The writes recorded so far, in key order.
     pub fn writes(&self) -> &WriteSet {
         &self.writes
