@@ -1,0 +1,826 @@
+//! The gateway's tentative world, sans I/O: open sessions, their accepted
+//! steps, package locks, and the overlay of every pending step on top of L1's
+//! committed state (the replica). The service around it feeds it requests,
+//! finalized blocks and the time, and does the I/O (WAL, RPC, HTTP).
+//!
+//! How a step is decided here: [`Ledger::accept_step`] runs
+//! `tandem_core::apply_verified` — the function every validator runs — on
+//! `committed state + pending writes`, so the outcome it returns is the one L1
+//! will compute, unless something the gateway cannot see happens first (a
+//! direct L1 step on the same package, another gateway). Such conflicts are
+//! detected when the block arrives: the pending steps are replayed on the new
+//! committed state and a session whose outcomes change is rejected, never
+//! submitted with a wrong claim.
+//!
+//! Locks: a package touched by an open session is locked to it. Once the
+//! session is committing the lock is released and later sessions may build on
+//! its tentative state; such a session depends on it, is submitted only after
+//! it is final, and is rejected with it if it fails.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use serde::Serialize;
+use tandem_core::apply::{open_session, apply_verified, Ctx, TxResult, VerifiedStep};
+use tandem_core::kv::{KvRead, Overlay, WriteSet};
+use tandem_core::limits::BATCH_STEPS_MAX;
+use tandem_core::message::{BatchBody, Receipt, ReceiptBody, SignedSessionOpen, SignedStep, Tx};
+use tandem_core::model::Package;
+use tandem_core::state::StateRead;
+use tandem_core::workflow::INTAKE;
+use tandem_core::{Hash, Outcome, SecretKey};
+
+use crate::error::{GwError, Kind};
+
+/// Limits and timers of the ledger.
+#[derive(Clone, Debug)]
+pub struct LedgerConfig {
+    /// Commit a session by itself once it holds this many unsent steps.
+    pub auto_commit_steps: usize,
+    /// Commit a session by itself after this long without a new step (ms).
+    pub auto_commit_idle_ms: u64,
+    /// Steps one session may hold at this gateway.
+    pub session_steps_max: usize,
+    /// Sessions open or committing at once.
+    pub sessions_max: usize,
+    /// Accepted steps not yet final on L1, over all sessions: the backlog
+    /// that bounds how much tentative work can be outstanding when L1 is slow
+    /// or away. Past it, new steps get 503 `backlog_full`.
+    pub pending_steps_max: usize,
+    /// Re-send a batch L1 has not included after this long (ms).
+    pub resend_after_ms: u64,
+    /// Finished sessions kept for queries.
+    pub finished_kept: usize,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            auto_commit_steps: 64,
+            auto_commit_idle_ms: 5_000,
+            session_steps_max: 1_000,
+            sessions_max: 10_000,
+            pending_steps_max: 50_000,
+            resend_after_ms: 5_000,
+            finished_kept: 10_000,
+        }
+    }
+}
+
+/// Where a session is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// Taking steps.
+    Open,
+    /// Closed for steps; being finalized on L1.
+    Committing,
+    /// Every step final on L1.
+    Finalized,
+    /// Refused, whole (by L1, or by the gateway after a conflict).
+    Rejected {
+        /// The sequence number of the failing step, when one failed.
+        seq: Option<u64>,
+        /// Stable code.
+        code: String,
+        /// Details.
+        detail: String,
+    },
+}
+
+/// Where a step became final.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finality {
+    /// L1 block height.
+    pub height: u64,
+    /// Transaction hash (uppercase hex, as CometBFT prints it).
+    pub tx_hash: String,
+    /// Gateway clock when the gateway saw it (ms since the epoch).
+    pub seen_ms: u64,
+}
+
+/// One accepted step.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepRecord {
+    /// The signed step.
+    pub signed: SignedStep,
+    /// Its predicted outcome.
+    pub outcome: Outcome,
+    /// Gateway clock when it was acknowledged.
+    pub accepted_ms: u64,
+    /// Set once final on L1.
+    pub finality: Option<Finality>,
+}
+
+#[derive(Clone, Debug)]
+struct InFlight {
+    tx_hash: String,
+    last_seq: u64,
+    sent_ms: u64,
+}
+
+/// A session at this gateway.
+#[derive(Clone, Debug)]
+pub struct Session {
+    /// Its id.
+    pub id: Hash,
+    /// The owner's signed open request.
+    pub open: SignedSessionOpen,
+    /// Where it is.
+    pub status: SessionStatus,
+    /// Every step accepted, in order.
+    pub steps: Vec<StepRecord>,
+    /// Last sequence number final on L1.
+    pub chain_seq: u64,
+    /// Gateway clock at open.
+    pub opened_ms: u64,
+    /// Gateway clock at the commit request.
+    pub commit_ms: Option<u64>,
+    last_activity_ms: u64,
+    locks: BTreeSet<String>,
+    deps: BTreeSet<Hash>,
+    inflight: Option<InFlight>,
+}
+
+impl Session {
+    fn pending(&self) -> impl Iterator<Item = &StepRecord> {
+        self.steps.iter().filter(|s| s.finality.is_none())
+    }
+    fn live(&self) -> bool {
+        matches!(self.status, SessionStatus::Open | SessionStatus::Committing)
+    }
+}
+
+/// What the gateway tells subscribers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A session was opened.
+    SessionOpened {
+        /// Session.
+        session: Hash,
+        /// Owner key.
+        owner: String,
+    },
+    /// A step was acknowledged.
+    StepAccepted {
+        /// Session.
+        session: Hash,
+        /// Seq.
+        seq: u64,
+        /// Package.
+        package_id: String,
+        /// Action.
+        action: String,
+        /// Predicted stage.
+        stage: String,
+    },
+    /// A session stopped taking steps and is being finalized.
+    SessionCommitting {
+        /// Session.
+        session: Hash,
+    },
+    /// Steps of a session became final.
+    SessionFinalized {
+        /// Session.
+        session: Hash,
+        /// Up to this seq.
+        last_seq: u64,
+        /// L1 height.
+        height: u64,
+        /// Transaction.
+        tx_hash: String,
+        /// Whether the whole session is now final.
+        complete: bool,
+    },
+    /// A session was rejected.
+    SessionRejected {
+        /// Session.
+        session: Hash,
+        /// Failing step, if one.
+        seq: Option<u64>,
+        /// Code.
+        code: String,
+        /// Details.
+        detail: String,
+    },
+}
+
+/// What the gateway acknowledges for a step.
+#[derive(Clone, Debug, Serialize)]
+pub struct Accepted {
+    /// The predicted outcome.
+    pub outcome: Outcome,
+    /// Its hash (what the batch will claim).
+    pub outcome_hash: Hash,
+    /// The package as predicted after the step.
+    pub package: Package,
+    /// The gateway's signed receipt.
+    pub receipt: Receipt,
+}
+
+/// A batch to broadcast.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    /// The session.
+    pub session: Hash,
+    /// Transaction bytes.
+    pub tx: Vec<u8>,
+    /// Its hash (uppercase hex).
+    pub tx_hash: String,
+    /// Last seq it carries.
+    pub last_seq: u64,
+}
+
+/// A finalized block as replayed by the replica: each transaction's hash
+/// and result.
+#[derive(Clone, Debug)]
+pub struct ReplayedBlock {
+    /// Height.
+    pub height: u64,
+    /// (tx hash, result) per transaction.
+    pub results: Vec<(String, TxResult)>,
+}
+
+/// Uppercase hex SHA-256 of transaction bytes (CometBFT's transaction hash).
+pub fn tx_hash(tx: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode_upper(sha2::Sha256::digest(tx))
+}
+
+/// A read view of committed state plus pending writes.
+pub struct Tentative<'a, B> {
+    base: &'a B,
+    writes: &'a WriteSet,
+}
+
+impl<B: KvRead> KvRead for Tentative<'_, B> {
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        match self.writes.get(key) {
+            Some(v) => v.clone(),
+            None => self.base.get(key),
+        }
+    }
+}
+
+/// The ledger.
+pub struct Ledger {
+    chain_id: String,
+    key: SecretKey,
+    config: LedgerConfig,
+    sessions: BTreeMap<Hash, Session>,
+    /// Order in which live sessions' steps were accepted: (session, seq).
+    order: Vec<(Hash, u64)>,
+    /// Sessions opened, in order (their open requests replay first).
+    open_order: Vec<Hash>,
+    writes: WriteSet,
+    locks: BTreeMap<String, Hash>,
+    /// Last pending writer of each package (for dependencies).
+    writer: BTreeMap<String, Hash>,
+    finished: VecDeque<Hash>,
+    pending_steps: usize,
+    /// Per package, where each of its (session, seq) steps became final.
+    finality_index: BTreeMap<(Hash, u64), Finality>,
+    mismatches: u64,
+}
+
+impl Ledger {
+    /// An empty ledger for `chain_id`, signing receipts and batches with `key`.
+    pub fn new(chain_id: String, key: SecretKey, config: LedgerConfig) -> Ledger {
+        Ledger {
+            chain_id,
+            key,
+            config,
+            sessions: BTreeMap::new(),
+            order: Vec::new(),
+            open_order: Vec::new(),
+            writes: WriteSet::new(),
+            locks: BTreeMap::new(),
+            writer: BTreeMap::new(),
+            finished: VecDeque::new(),
+            pending_steps: 0,
+            finality_index: BTreeMap::new(),
+            mismatches: 0,
+        }
+    }
+
+    fn ctx(&self, now_ms: u64) -> Ctx<'_> {
+        Ctx { chain_id: &self.chain_id, time_ms: now_ms, workflow: &INTAKE }
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> &str {
+        &self.chain_id
+    }
+
+    /// Committed state plus every pending step.
+    pub fn tentative<'a, B: KvRead>(&'a self, base: &'a B) -> Tentative<'a, B> {
+        Tentative { base, writes: &self.writes }
+    }
+
+    /// A session.
+    pub fn session(&self, id: &Hash) -> Option<&Session> {
+        self.sessions.get(id)
+    }
+
+    /// Where a package's step became final, if this gateway saw it.
+    pub fn finality_of(&self, session: &Hash, seq: u64) -> Option<&Finality> {
+        self.finality_index.get(&(*session, seq))
+    }
+
+    /// Steps accepted and not yet final.
+    pub fn pending_steps(&self) -> usize {
+        self.pending_steps
+    }
+
+    /// Sessions by state: (open, committing, finalized, rejected).
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        let mut c = (0, 0, 0, 0);
+        for s in self.sessions.values() {
+            match s.status {
+                SessionStatus::Open => c.0 += 1,
+                SessionStatus::Committing => c.1 += 1,
+                SessionStatus::Finalized => c.2 += 1,
+                SessionStatus::Rejected { .. } => c.3 += 1,
+            }
+        }
+        c
+    }
+
+    /// Sessions L1 rejected although the gateway had accepted them, or whose
+    /// prediction a block overturned.
+    pub fn mismatches(&self) -> u64 {
+        self.mismatches
+    }
+
+    /// Open a session from its signed request.
+    pub fn open_session(&mut self, base: &impl KvRead, now_ms: u64, open: SignedSessionOpen) -> Result<Hash, GwError> {
+        if open.open.gateway != Some(self.key.public()) {
+            return Err(GwError::new(Kind::Forbidden, "wrong_gateway", "the session names another gateway (or none)"));
+        }
+        let live = self.sessions.values().filter(|s| s.live()).count();
+        if live >= self.config.sessions_max {
+            return Err(GwError::new(
+                Kind::Unavailable,
+                "too_many_sessions",
+                format!("this gateway holds {} live sessions, its limit", self.config.sessions_max),
+            ));
+        }
+        let id = open.open.session_id();
+        if self.sessions.contains_key(&id) || base.session(&id).is_some() {
+            return Err(GwError::new(Kind::Conflict, "session_exists", format!("session {id} exists already")));
+        }
+        let writes = std::mem::take(&mut self.writes);
+        let mut overlay = Overlay::with_writes(base, writes);
+        let ctx = Ctx { chain_id: &self.chain_id, time_ms: now_ms, workflow: &INTAKE };
+        let result = open_session(&mut overlay, &ctx, &open);
+        self.writes = overlay.into_parts().1;
+        result?;
+        self.open_order.push(id);
+        self.sessions.insert(
+            id,
+            Session {
+                id,
+                open,
+                status: SessionStatus::Open,
+                steps: Vec::new(),
+                chain_seq: 0,
+                opened_ms: now_ms,
+                commit_ms: None,
+                last_activity_ms: now_ms,
+                locks: BTreeSet::new(),
+                deps: BTreeSet::new(),
+                inflight: None,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Decide a step (signature already checked) and, if accepted, hold it.
+    pub fn accept_step(&mut self, base: &impl KvRead, now_ms: u64, step: VerifiedStep<'_>) -> Result<Accepted, GwError> {
+        let s = &step.signed().step;
+        let session = self.sessions.get(&s.session).ok_or_else(|| GwError::unknown_session(s.session))?;
+        if session.status != SessionStatus::Open {
+            return Err(GwError::new(Kind::Conflict, "session_not_open", format!("session {} is {:?}", s.session, session.status)));
+        }
+        if session.steps.len() >= self.config.session_steps_max {
+            return Err(GwError::new(
+                Kind::Conflict,
+                "session_full",
+                format!("a session holds at most {} steps at this gateway; commit and open another", self.config.session_steps_max),
+            ));
+        }
+        if self.pending_steps >= self.config.pending_steps_max {
+            return Err(GwError::new(
+                Kind::Unavailable,
+                "backlog_full",
+                format!("{} steps await finality on L1; retry when the backlog drains", self.pending_steps),
+            ));
+        }
+        if let Some(holder) = self.locks.get(&s.package_id) {
+            if *holder != s.session {
+                return Err(GwError::package_locked(&s.package_id));
+            }
+        }
+        let writes = std::mem::take(&mut self.writes);
+        let mut overlay = Overlay::with_writes(base, writes);
+        let ctx = Ctx { chain_id: &self.chain_id, time_ms: now_ms, workflow: &INTAKE };
+        let result = apply_verified(&mut overlay, &ctx, step);
+        self.writes = overlay.into_parts().1;
+        let outcome = result?;
+        let package = self.tentative(base).package(&s.package_id).expect("the step just wrote it");
+        // Building on a committing session's tentative state makes this
+        // session depend on it.
+        let dep = self.writer.get(&s.package_id).copied().filter(|w| *w != s.session && self.is_live(w));
+        self.locks.insert(s.package_id.clone(), s.session);
+        self.writer.insert(s.package_id.clone(), s.session);
+        let outcome_hash = outcome.hash();
+        let receipt = Receipt::issue(
+            ReceiptBody { chain_id: self.chain_id.clone(), session: s.session, seq: s.seq, step: outcome.step, outcome: outcome_hash },
+            &self.key,
+        );
+        let session = self.sessions.get_mut(&s.session).expect("checked above");
+        if let Some(d) = dep {
+            session.deps.insert(d);
+        }
+        session.locks.insert(s.package_id.clone());
+        session.last_activity_ms = now_ms;
+        session.steps.push(StepRecord { signed: step.signed().clone(), outcome: outcome.clone(), accepted_ms: now_ms, finality: None });
+        self.order.push((s.session, s.seq));
+        self.pending_steps += 1;
+        Ok(Accepted { outcome, outcome_hash, package, receipt })
+    }
+
+    /// Close a session for steps and start finalizing it.
+    pub fn request_commit(&mut self, id: &Hash, now_ms: u64) -> Result<(), GwError> {
+        let session = self.sessions.get_mut(id).ok_or_else(|| GwError::unknown_session(id))?;
+        match session.status {
+            SessionStatus::Open => {}
+            SessionStatus::Committing | SessionStatus::Finalized => return Ok(()),
+            SessionStatus::Rejected { .. } => {
+                return Err(GwError::new(Kind::Conflict, "session_rejected", format!("session {id} was rejected")))
+            }
+        }
+        session.status = SessionStatus::Committing;
+        session.commit_ms = Some(now_ms);
+        for p in std::mem::take(&mut session.locks) {
+            if self.locks.get(&p) == Some(id) {
+                self.locks.remove(&p);
+            }
+        }
+        if session.steps.is_empty() {
+            // Nothing to finalize: an empty session is final at once.
+            session.status = SessionStatus::Finalized;
+            self.retire(*id);
+        }
+        Ok(())
+    }
+
+    /// Open sessions due for an automatic commit (step count or idle time).
+    pub fn due_commits(&self, now_ms: u64) -> Vec<Hash> {
+        self.sessions
+            .values()
+            .filter(|s| s.status == SessionStatus::Open && !s.steps.is_empty())
+            .filter(|s| {
+                s.pending().count() >= self.config.auto_commit_steps
+                    || now_ms.saturating_sub(s.last_activity_ms) >= self.config.auto_commit_idle_ms
+            })
+            .map(|s| s.id)
+            .collect()
+    }
+
+    /// Batches ready to broadcast: committing sessions with unsent steps,
+    /// nothing in flight (or in flight too long), and every session they
+    /// depend on final.
+    pub fn batches_to_send(&mut self, now_ms: u64) -> Vec<Outgoing> {
+        let ready: Vec<Hash> = self
+            .sessions
+            .values()
+            .filter(|s| s.status == SessionStatus::Committing)
+            .filter(|s| match &s.inflight {
+                None => true,
+                Some(f) => now_ms.saturating_sub(f.sent_ms) >= self.config.resend_after_ms,
+            })
+            .filter(|s| s.deps.iter().all(|d| self.sessions.get(d).is_none_or(|d| d.status == SessionStatus::Finalized)))
+            .map(|s| s.id)
+            .collect();
+        let mut out = Vec::new();
+        for id in ready {
+            let session = self.sessions.get_mut(&id).expect("listed above");
+            if let Some(f) = &session.inflight {
+                // Re-send the very same bytes: L1 recognises a repeat as a
+                // duplicate, and the mempool as already known.
+                let (tx, last_seq) = build_batch(&self.chain_id, &self.key, session, f.last_seq);
+                session.inflight = Some(InFlight { tx_hash: f.tx_hash.clone(), last_seq, sent_ms: now_ms });
+                out.push(Outgoing { session: id, tx_hash: tx_hash(&tx), tx, last_seq });
+                continue;
+            }
+            let first = session.chain_seq + 1;
+            let Some(last_seq) = session.steps.last().map(|s| s.signed.step.seq) else { continue };
+            let upto = last_seq.min(first + BATCH_STEPS_MAX as u64 - 1);
+            let (tx, last_seq) = build_batch(&self.chain_id, &self.key, session, upto);
+            let hash = tx_hash(&tx);
+            session.inflight = Some(InFlight { tx_hash: hash.clone(), last_seq, sent_ms: now_ms });
+            out.push(Outgoing { session: id, tx, tx_hash: hash, last_seq });
+        }
+        out
+    }
+
+    /// Forget that a batch was sent (the broadcast failed), so it is sent
+    /// again on the next round.
+    pub fn unsent(&mut self, session: &Hash) {
+        if let Some(s) = self.sessions.get_mut(session) {
+            s.inflight = None;
+        }
+    }
+
+    /// Reject a live session locally (the broadcast was refused outright).
+    pub fn reject(&mut self, id: &Hash, seq: Option<u64>, code: &str, detail: String) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.reject_cascade(*id, seq, code, detail, &mut events);
+        events
+    }
+
+    /// Take in a finalized block: mark what became final, reject what L1
+    /// rejected (and what depended on it), then rebase the pending steps on
+    /// the new committed state `base`.
+    pub fn on_block(&mut self, base: &impl KvRead, block: &ReplayedBlock, now_ms: u64) -> Vec<Event> {
+        let mut events = Vec::new();
+        let mut foreign = false;
+        for (hash, result) in &block.results {
+            match result {
+                TxResult::Committed { session, first_seq, last_seq, .. } if self.sessions.contains_key(session) => {
+                    let fin = Finality { height: block.height, tx_hash: hash.clone(), seen_ms: now_ms };
+                    self.mark_final(session, *first_seq, *last_seq, &fin, &mut events);
+                }
+                TxResult::Rejected { session: Some(session), index, rejection } if self.is_live(session) => {
+                    let ours = self.sessions[session].inflight.as_ref().is_some_and(|f| &f.tx_hash == hash);
+                    if !ours {
+                        // A stale copy of one of our batches: a rejection
+                        // changes no state, so nothing to do.
+                        continue;
+                    }
+                    if rejection.code == tandem_core::Code::Duplicate {
+                        // Already final (a re-send after finality): the
+                        // committed state tells how far.
+                        let on_chain = base.session(session).map_or(0, |s| s.last_seq);
+                        let fin = Finality { height: block.height, tx_hash: hash.clone(), seen_ms: now_ms };
+                        let chain_seq = self.sessions[session].chain_seq;
+                        if on_chain > chain_seq {
+                            self.mark_final(session, chain_seq + 1, on_chain, &fin, &mut events);
+                        } else if let Some(s) = self.sessions.get_mut(session) {
+                            s.inflight = None;
+                        }
+                        continue;
+                    }
+                    let seq = index.map(|i| self.sessions[session].chain_seq + 1 + u64::from(i));
+                    self.mismatches += 1;
+                    tracing::warn!(session = %session, ?seq, code = rejection.code.name(), detail = %rejection.detail,
+                        "L1 rejected a session this gateway had accepted");
+                    self.reject_cascade(*session, seq, rejection.code.name(), rejection.detail.clone(), &mut events);
+                }
+                TxResult::Committed { .. } | TxResult::Direct { .. } | TxResult::Admin | TxResult::Rejected { .. } => {
+                    // Another gateway's or a direct transaction: it may have
+                    // changed what our pending steps read.
+                    if result.code() == 0 {
+                        foreign = true;
+                    }
+                }
+            }
+        }
+        // When the block held only our own batches, committed as predicted,
+        // the pending writes read the same over the new base (every key the
+        // block wrote is among them), so the replay can be skipped. It runs
+        // when anything else happened, when it is free (nothing pending), and
+        // every 16 blocks to drop writes that are now in the base.
+        let rejected = events.iter().any(|e| matches!(e, Event::SessionRejected { .. }));
+        if foreign || rejected || self.pending_steps == 0 || block.height % 16 == 0 {
+            self.rebase(base, now_ms, &mut events);
+        }
+        events
+    }
+
+    fn is_live(&self, id: &Hash) -> bool {
+        self.sessions.get(id).is_some_and(|s| s.live())
+    }
+
+    fn mark_final(&mut self, id: &Hash, first: u64, last: u64, fin: &Finality, events: &mut Vec<Event>) {
+        let Some(session) = self.sessions.get_mut(id) else { return };
+        let mut newly = 0;
+        for st in session.steps.iter_mut() {
+            let seq = st.signed.step.seq;
+            if seq >= first && seq <= last && st.finality.is_none() {
+                st.finality = Some(fin.clone());
+                self.finality_index.insert((*id, seq), fin.clone());
+                newly += 1;
+            }
+        }
+        session.chain_seq = session.chain_seq.max(last);
+        if session.inflight.as_ref().is_some_and(|f| f.last_seq <= last) {
+            session.inflight = None;
+        }
+        self.pending_steps -= newly;
+        self.order.retain(|(s, seq)| !(s == id && *seq <= last));
+        let complete = session.status == SessionStatus::Committing && session.pending().next().is_none();
+        events.push(Event::SessionFinalized { session: *id, last_seq: last, height: fin.height, tx_hash: fin.tx_hash.clone(), complete });
+        if complete {
+            session.status = SessionStatus::Finalized;
+            self.retire(*id);
+        }
+    }
+
+    fn reject_cascade(&mut self, id: Hash, seq: Option<u64>, code: &str, detail: String, events: &mut Vec<Event>) {
+        let mut queue = vec![(id, seq, code.to_string(), detail)];
+        while let Some((id, seq, code, detail)) = queue.pop() {
+            let Some(session) = self.sessions.get_mut(&id) else { continue };
+            if !session.live() {
+                continue;
+            }
+            let pending = session.pending().count();
+            session.status = SessionStatus::Rejected { seq, code: code.clone(), detail: detail.clone() };
+            session.inflight = None;
+            for p in std::mem::take(&mut session.locks) {
+                if self.locks.get(&p) == Some(&id) {
+                    self.locks.remove(&p);
+                }
+            }
+            self.pending_steps -= pending;
+            self.order.retain(|(s, _)| *s != id);
+            events.push(Event::SessionRejected { session: id, seq, code, detail });
+            self.retire(id);
+            let dependents: Vec<Hash> =
+                self.sessions.values().filter(|s| s.live() && s.deps.contains(&id)).map(|s| s.id).collect();
+            for d in dependents {
+                queue.push((d, None, "dependency_rejected".into(), format!("it built on session {id}, which was rejected")));
+            }
+        }
+    }
+
+    /// Rebuild the pending writes on a new committed state: open requests of
+    /// sessions L1 has not seen, then every pending step in acceptance order.
+    /// A step whose outcome changes dooms its session (and its dependents).
+    fn rebase(&mut self, base: &impl KvRead, now_ms: u64, events: &mut Vec<Event>) {
+        loop {
+            let sessions = &self.sessions;
+            self.open_order.retain(|id| sessions.get(id).is_some_and(|s| s.live()));
+            let mut overlay = Overlay::new(base);
+            let ctx = self.ctx(now_ms);
+            let mut doomed: Option<(Hash, Option<u64>, String)> = None;
+            for id in &self.open_order {
+                if base.session(id).is_none() {
+                    if let Err(r) = open_session(&mut overlay, &ctx, &self.sessions[id].open) {
+                        doomed = Some((*id, None, r.to_string()));
+                        break;
+                    }
+                }
+            }
+            if doomed.is_none() {
+                for (id, seq) in &self.order {
+                    let session = &self.sessions[id];
+                    let Some(rec) = session.steps.iter().find(|s| s.signed.step.seq == *seq) else { continue };
+                    let verified = VerifiedStep::check(&rec.signed).expect("accepted steps carry valid signatures");
+                    match apply_verified(&mut overlay, &ctx, verified) {
+                        Ok(o) if o == rec.outcome => {}
+                        Ok(_) => {
+                            doomed = Some((*id, Some(*seq), "a block changed this step's outcome".into()));
+                            break;
+                        }
+                        Err(r) => {
+                            doomed = Some((*id, Some(*seq), format!("a block made this step invalid: {r}")));
+                            break;
+                        }
+                    }
+                }
+            }
+            match doomed {
+                None => {
+                    self.writes = overlay.into_writes();
+                    return;
+                }
+                Some((id, seq, detail)) => {
+                    self.mismatches += 1;
+                    self.reject_cascade(id, seq, "conflict", detail, events);
+                }
+            }
+        }
+    }
+
+    fn retire(&mut self, id: Hash) {
+        self.finished.push_back(id);
+        while self.finished.len() > self.config.finished_kept {
+            if let Some(old) = self.finished.pop_front() {
+                self.sessions.remove(&old);
+            }
+        }
+    }
+
+    /// Restore a session from the write-ahead log after a restart: re-open
+    /// it and re-apply its steps, skipping what L1 already finalized.
+    pub fn restore(
+        &mut self,
+        base: &impl KvRead,
+        now_ms: u64,
+        open: SignedSessionOpen,
+        steps: Vec<(SignedStep, Hash)>,
+        committing: bool,
+    ) -> Result<Hash, GwError> {
+        let id = open.open.session_id();
+        let on_chain = base.session(&id);
+        let chain_seq = on_chain.as_ref().map_or(0, |s| s.last_seq);
+        let writes = std::mem::take(&mut self.writes);
+        let mut overlay = Overlay::with_writes(base, writes);
+        let ctx = Ctx { chain_id: &self.chain_id, time_ms: now_ms, workflow: &INTAKE };
+        if on_chain.is_none() {
+            if let Err(r) = open_session(&mut overlay, &ctx, &open) {
+                self.writes = overlay.into_parts().1;
+                return Err(r.into());
+            }
+        }
+        let mut records = Vec::new();
+        let mut failure = None;
+        for (signed, claimed) in steps {
+            let seq = signed.step.seq;
+            if seq <= chain_seq {
+                // Final already: nothing to redo.
+                continue;
+            }
+            let Some(verified) = VerifiedStep::check(&signed) else {
+                failure = Some((Some(seq), "the logged step's signature does not verify".to_string()));
+                break;
+            };
+            match apply_verified(&mut overlay, &ctx, verified) {
+                Ok(o) if o.hash() == claimed => {
+                    records.push(StepRecord { signed, outcome: o, accepted_ms: now_ms, finality: None });
+                }
+                Ok(_) => {
+                    failure = Some((Some(seq), "replaying the logged step gave another outcome".to_string()));
+                    break;
+                }
+                Err(r) => {
+                    failure = Some((Some(seq), format!("the logged step is no longer valid: {r}")));
+                    break;
+                }
+            }
+        }
+        if failure.is_some() {
+            // Drop this session's writes: rebuild from scratch without it.
+            self.writes = WriteSet::new();
+        } else {
+            self.writes = overlay.into_parts().1;
+        }
+        let mut session = Session {
+            id,
+            open,
+            status: if committing { SessionStatus::Committing } else { SessionStatus::Open },
+            steps: Vec::new(),
+            chain_seq,
+            opened_ms: now_ms,
+            commit_ms: committing.then_some(now_ms),
+            last_activity_ms: now_ms,
+            locks: BTreeSet::new(),
+            deps: BTreeSet::new(),
+            inflight: None,
+        };
+        for r in &records {
+            let p = r.signed.step.package_id.clone();
+            if !committing {
+                self.locks.insert(p.clone(), id);
+                session.locks.insert(p.clone());
+            }
+            if let Some(w) = self.writer.get(&p).filter(|w| **w != id && self.is_live(w)) {
+                session.deps.insert(*w);
+            }
+            self.writer.insert(p, id);
+            self.order.push((id, r.signed.step.seq));
+        }
+        self.pending_steps += records.len();
+        session.steps = records;
+        if session.steps.is_empty() && committing {
+            session.status = SessionStatus::Finalized;
+        }
+        self.open_order.push(id);
+        self.sessions.insert(id, session);
+        if let Some((seq, detail)) = failure {
+            let mut events = Vec::new();
+            self.reject_cascade(id, seq, "conflict", detail, &mut events);
+            self.rebase(base, now_ms, &mut events);
+        }
+        Ok(id)
+    }
+}
+
+/// The batch for `session`'s steps from its last final one up to `upto`.
+fn build_batch(chain_id: &str, key: &SecretKey, session: &Session, upto: u64) -> (Vec<u8>, u64) {
+    let first = session.chain_seq + 1;
+    let steps: Vec<&StepRecord> =
+        session.steps.iter().filter(|s| s.signed.step.seq >= first && s.signed.step.seq <= upto).collect();
+    let last = steps.last().map_or(session.chain_seq, |s| s.signed.step.seq);
+    let body = BatchBody {
+        chain_id: chain_id.to_string(),
+        session: session.id,
+        open: (session.chain_seq == 0).then(|| session.open.clone()),
+        steps: steps.iter().map(|s| s.signed.clone()).collect(),
+        claims: steps.iter().map(|s| s.outcome.hash()).collect(),
+        gateway: key.public(),
+    };
+    (Tx::SessionBatch(body.sign(key)).encode(), last)
+}

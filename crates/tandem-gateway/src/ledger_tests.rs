@@ -1,0 +1,253 @@
+//! Tests of the ledger against a simulated L1: the same `execute` that
+//! validators run, on an in-memory committed state.
+
+use std::collections::BTreeMap;
+
+use tandem_core::apply::{execute, TxResult, VerifiedStep};
+use tandem_core::kv::Overlay;
+use tandem_core::message::{Action, DirectStep, SignedStep, Tx};
+use tandem_core::state::StateRead;
+use tandem_core::testkit::*;
+use tandem_core::{Hash, SecretKey};
+
+use crate::error::Kind;
+use crate::ledger::*;
+
+type Mem = Overlay<BTreeMap<Vec<u8>, Vec<u8>>>;
+
+struct World {
+    cast: Cast,
+    chain: Mem,
+    ledger: Ledger,
+    height: u64,
+}
+
+impl World {
+    fn new(config: LedgerConfig) -> World {
+        let cast = Cast::new();
+        let chain = cast.state();
+        let ledger = Ledger::new(CHAIN_ID.into(), cast.gateway.clone(), config);
+        World { cast, chain, ledger, height: 1 }
+    }
+
+    fn open(&mut self, owner: &SecretKey, nonce: u64) -> Hash {
+        let o = open(owner, Some(self.cast.gateway.public()), nonce);
+        self.ledger.open_session(&self.chain, TIME_MS, o).expect("open")
+    }
+
+    fn step(&mut self, who: &SecretKey, session: Hash, seq: u64, pkg: &str, action: Action) -> Result<Accepted, crate::error::GwError> {
+        let signed: SignedStep = step(who, session, seq, pkg, action);
+        let v = VerifiedStep::check(&signed).expect("signed");
+        self.ledger.accept_step(&self.chain, TIME_MS, v)
+    }
+
+    /// Put a transaction straight on "L1" (not through the ledger).
+    fn direct(&mut self, tx: &[u8]) -> (String, TxResult) {
+        (tx_hash(tx), execute(&mut self.chain, &ctx(), tx))
+    }
+
+    /// Send what the ledger wants to send, execute it as one block, and feed
+    /// the block back.
+    fn round(&mut self, extra: Vec<Vec<u8>>) -> Vec<Event> {
+        let out = self.ledger.batches_to_send(TIME_MS);
+        let mut results = Vec::new();
+        for tx in extra.iter().chain(out.iter().map(|o| &o.tx)) {
+            results.push(self.direct(tx));
+        }
+        self.height += 1;
+        let block = ReplayedBlock { height: self.height, results };
+        self.ledger.on_block(&self.chain, &block, TIME_MS)
+    }
+
+    /// The supplier registers `pkg` on L1 directly.
+    fn registered(&mut self, pkg: &str, nonce: u64) {
+        let o = open(&self.cast.supplier, None, nonce);
+        let s = step(&self.cast.supplier, o.open.session_id(), 1, pkg, register(&self.cast.supplier, pkg));
+        let (_, r) = self.direct(&Tx::DirectStep(DirectStep { open: Some(o), step: s }).encode());
+        assert_eq!(r.code(), 0, "{r:?}");
+    }
+}
+
+#[test]
+fn a_committed_session_finalizes_with_exactly_the_predicted_state() {
+    let mut w = World::new(LedgerConfig::default());
+    w.registered("P", 1);
+    let op = w.cast.operator.clone();
+    let s = w.open(&op, 1);
+    let mut predicted = None;
+    for (i, a) in [scan(), validate(), qc(true), label(w.cast.courier.public())].into_iter().enumerate() {
+        let acc = w.step(&op, s, i as u64 + 1, "P", a).expect("accepted");
+        assert!(acc.receipt.verify());
+        assert_eq!(acc.receipt.body.outcome, acc.outcome_hash);
+        predicted = Some(acc.package);
+    }
+    assert!(w.ledger.batches_to_send(TIME_MS).is_empty(), "an open session is not sent");
+    w.ledger.request_commit(&s, TIME_MS).expect("commit");
+    let events = w.round(vec![]);
+    assert!(events.iter().any(|e| matches!(e, Event::SessionFinalized { complete: true, last_seq: 4, .. })), "{events:?}");
+    let session = w.ledger.session(&s).expect("session");
+    assert_eq!(session.status, SessionStatus::Finalized);
+    assert!(session.steps.iter().all(|st| st.finality.is_some()));
+    let on_chain = w.chain.package("P").expect("package on chain");
+    assert_eq!(Some(on_chain.clone()), predicted);
+    assert_eq!(on_chain.digest(), predicted.expect("p").digest());
+    assert_eq!(w.ledger.pending_steps(), 0);
+}
+
+#[test]
+fn an_open_session_locks_its_packages_and_a_later_session_builds_on_a_committing_one() {
+    let mut w = World::new(LedgerConfig::default());
+    w.registered("P", 1);
+    let (op, op2) = (w.cast.operator.clone(), w.cast.operator2.clone());
+    let a = w.open(&op, 1);
+    let b = w.open(&op2, 1);
+    w.step(&op, a, 1, "P", scan()).expect("scan");
+    let err = w.step(&op2, b, 1, "P", validate()).expect_err("locked");
+    assert_eq!((err.kind, err.code), (Kind::Conflict, "package_locked"));
+    w.ledger.request_commit(&a, TIME_MS).expect("commit a");
+    // Now b may build on a's tentative state, and depends on it.
+    w.step(&op2, b, 1, "P", validate()).expect("validate on a's tentative scan");
+    w.ledger.request_commit(&b, TIME_MS).expect("commit b");
+    let sent = w.ledger.batches_to_send(TIME_MS);
+    assert_eq!(sent.len(), 1, "b waits for a to be final");
+    assert_eq!(sent[0].session, a);
+    w.ledger.unsent(&a);
+    w.round(vec![]);
+    assert_eq!(w.ledger.session(&a).expect("a").status, SessionStatus::Finalized);
+    w.round(vec![]);
+    assert_eq!(w.ledger.session(&b).expect("b").status, SessionStatus::Finalized);
+    assert_eq!(w.chain.package("P").expect("P").stage, tandem_core::model::Stage::Validated);
+}
+
+#[test]
+fn a_conflicting_l1_step_rejects_the_session_and_its_dependents_before_anything_is_sent() {
+    let mut w = World::new(LedgerConfig::default());
+    w.registered("P", 1);
+    let (op, op2) = (w.cast.operator.clone(), w.cast.operator2.clone());
+    let a = w.open(&op, 1);
+    w.step(&op, a, 1, "P", scan()).expect("scan");
+    w.ledger.request_commit(&a, TIME_MS).expect("commit a");
+    let b = w.open(&op2, 1);
+    w.step(&op2, b, 1, "P", validate()).expect("b builds on a");
+    w.ledger.request_commit(&b, TIME_MS).expect("commit b");
+    // Meanwhile someone scans P directly on L1: a's scan can no longer happen.
+    let d = open(&op2, None, 9);
+    let direct = Tx::DirectStep(DirectStep {
+        open: Some(d.clone()),
+        step: step(&op2, d.open.session_id(), 1, "P", scan()),
+    })
+    .encode();
+    let before = w.ledger.mismatches();
+    let (hash, result) = w.direct(&direct);
+    assert_eq!(result.code(), 0);
+    let base = w.chain.clone();
+    let events = w.ledger.on_block(&base, &ReplayedBlock { height: 2, results: vec![(hash, result)] }, TIME_MS);
+    let rejected: Vec<_> = events.iter().filter_map(|e| match e {
+        Event::SessionRejected { session, code, .. } => Some((*session, code.clone())),
+        _ => None,
+    }).collect();
+    assert!(rejected.contains(&(a, "conflict".into())), "{events:?}");
+    assert!(rejected.contains(&(b, "dependency_rejected".into())), "{events:?}");
+    assert!(w.ledger.mismatches() > before);
+    assert!(w.ledger.batches_to_send(TIME_MS).is_empty(), "nothing doomed is sent");
+    assert_eq!(w.ledger.pending_steps(), 0);
+}
+
+#[test]
+fn a_session_l1_rejects_is_reported_with_the_failing_seq() {
+    let mut w = World::new(LedgerConfig::default());
+    w.registered("P", 1);
+    let op = w.cast.operator.clone();
+    let a = w.open(&op, 1);
+    w.step(&op, a, 1, "P", scan()).expect("scan");
+    w.step(&op, a, 2, "P", validate()).expect("validate");
+    w.ledger.request_commit(&a, TIME_MS).expect("commit");
+    let out = w.ledger.batches_to_send(TIME_MS);
+    // L1 sees a forged claim for step 2 (as if the gateway mispredicted).
+    let mut tx = Tx::decode(&out[0].tx).expect("tx");
+    let Tx::SessionBatch(b) = &mut tx else { panic!() };
+    b.body.claims[1] = Hash([9; 32]);
+    let forged = b.body.clone().sign(&w.cast.gateway);
+    let bytes = Tx::SessionBatch(forged).encode();
+    let (_, result) = w.direct(&bytes);
+    // Pretend the ledger had sent these bytes.
+    let base = w.chain.clone();
+    let events = w.ledger.on_block(&base, &ReplayedBlock { height: 2, results: vec![(out[0].tx_hash.clone(), result)] }, TIME_MS);
+    assert!(events.iter().any(|e| matches!(e, Event::SessionRejected { seq: Some(2), code, .. } if code == "outcome_mismatch")), "{events:?}");
+    assert_eq!(w.ledger.mismatches(), 1);
+}
+
+#[test]
+fn limits_are_enforced_with_their_codes() {
+    let config = LedgerConfig { session_steps_max: 2, pending_steps_max: 3, sessions_max: 2, ..LedgerConfig::default() };
+    let mut w = World::new(config);
+    for (i, p) in ["P1", "P2", "P3"].iter().enumerate() {
+        w.registered(p, i as u64 + 1);
+    }
+    let (op, op2) = (w.cast.operator.clone(), w.cast.operator2.clone());
+    let a = w.open(&op, 1);
+    w.step(&op, a, 1, "P1", scan()).expect("1");
+    w.step(&op, a, 2, "P2", scan()).expect("2");
+    assert_eq!(w.step(&op, a, 3, "P3", scan()).expect_err("full").code, "session_full");
+    let b = w.open(&op2, 1);
+    w.step(&op2, b, 1, "P3", scan()).expect("3");
+    w.ledger.request_commit(&b, TIME_MS).expect("commit");
+    assert_eq!(w.step(&op2, b, 2, "P3", validate()).expect_err("closed").code, "session_not_open");
+    let err = w.ledger.open_session(&w.chain, TIME_MS, open(&w.cast.inspector, Some(w.cast.gateway.public()), 1)).expect_err("too many");
+    assert_eq!((err.kind, err.code), (Kind::Unavailable, "too_many_sessions"));
+    // Backlog: 3 pending steps is the limit.
+    let config = LedgerConfig { pending_steps_max: 1, ..LedgerConfig::default() };
+    let mut w = World::new(config);
+    w.registered("P1", 1);
+    w.registered("P2", 2);
+    let a = w.open(&op, 1);
+    w.step(&op, a, 1, "P1", scan()).expect("1");
+    let err = w.step(&op, a, 2, "P2", scan()).expect_err("backlog");
+    assert_eq!((err.kind, err.code), (Kind::Unavailable, "backlog_full"));
+    let other_gw = open(&op2, Some(w.cast.stranger.public()), 1);
+    assert_eq!(w.ledger.open_session(&w.chain, TIME_MS, other_gw).expect_err("gw").code, "wrong_gateway");
+}
+
+#[test]
+fn workflow_rejections_keep_the_core_codes_and_change_nothing() {
+    let mut w = World::new(LedgerConfig::default());
+    let op = w.cast.operator.clone();
+    let a = w.open(&op, 1);
+    let err = w.step(&op, a, 1, "NOPE", scan()).expect_err("no package");
+    assert_eq!((err.kind, err.code), (Kind::Rejected, "unknown_package"));
+    let err = w.step(&op, a, 2, "NOPE", scan()).expect_err("seq");
+    assert_eq!((err.kind, err.code), (Kind::Conflict, "bad_sequence"));
+    assert_eq!(w.ledger.pending_steps(), 0);
+    w.registered("P", 1);
+    w.step(&op, a, 1, "P", scan()).expect("seq 1 is still free");
+}
+
+#[test]
+fn a_restored_session_resends_the_same_batch_and_a_duplicate_counts_as_final() {
+    let mut w = World::new(LedgerConfig::default());
+    w.registered("P", 1);
+    let op = w.cast.operator.clone();
+    let o = open(&op, Some(w.cast.gateway.public()), 1);
+    let a = w.ledger.open_session(&w.chain, TIME_MS, o.clone()).expect("open");
+    let mut logged = Vec::new();
+    for (i, act) in [scan(), validate()].into_iter().enumerate() {
+        let s = step(&op, a, i as u64 + 1, "P", act);
+        let acc = w.ledger.accept_step(&w.chain, TIME_MS, VerifiedStep::check(&s).expect("v")).expect("acc");
+        logged.push((s, acc.outcome_hash));
+    }
+    w.ledger.request_commit(&a, TIME_MS).expect("commit");
+    let first = w.ledger.batches_to_send(TIME_MS).remove(0);
+    // L1 finalizes it, but the gateway "crashes" before seeing the block.
+    let (_, r) = w.direct(&first.tx);
+    assert_eq!(r.code(), 0);
+    let mut fresh = Ledger::new(CHAIN_ID.into(), w.cast.gateway.clone(), LedgerConfig::default());
+    fresh.restore(&w.chain, TIME_MS, o.clone(), logged.clone(), true).expect("restore");
+    assert_eq!(fresh.session(&a).expect("a").status, SessionStatus::Finalized, "the chain says it is final");
+    // Restored before L1 finalized it: it re-sends the identical bytes.
+    let mut w2 = World::new(LedgerConfig::default());
+    w2.registered("P", 1);
+    let mut again = Ledger::new(CHAIN_ID.into(), w2.cast.gateway.clone(), LedgerConfig::default());
+    again.restore(&w2.chain, TIME_MS, o, logged, true).expect("restore");
+    let resent = again.batches_to_send(TIME_MS).remove(0);
+    assert_eq!(resent.tx, first.tx);
+}
