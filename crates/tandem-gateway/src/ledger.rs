@@ -713,99 +713,132 @@ impl Ledger {
         }
     }
 
-    /// Restore a session from the write-ahead log after a restart: re-open
-    /// it and re-apply its steps, skipping what L1 already finalized.
-    pub fn restore(
-        &mut self,
-        base: &impl KvRead,
-        now_ms: u64,
-        open: SignedSessionOpen,
-        steps: Vec<(SignedStep, Hash)>,
-        committing: bool,
-    ) -> Result<Hash, GwError> {
-        let id = open.open.session_id();
-        let on_chain = base.session(&id);
-        let chain_seq = on_chain.as_ref().map_or(0, |s| s.last_seq);
+    /// Rebuild the ledger from its write-ahead log after a restart, in log
+    /// order (so a session that built on another's tentative state replays
+    /// after it). Steps L1 already finalized are skipped; every other step is
+    /// re-applied and must give the outcome it was acknowledged with, or its
+    /// session is rejected as a conflict. Returns the number of sessions and
+    /// steps restored.
+    pub fn recover(&mut self, base: &impl KvRead, now_ms: u64, records: Vec<WalRecord>) -> (usize, usize) {
+        let mut events = Vec::new();
+        let mut failures: Vec<(Hash, Option<u64>, String)> = Vec::new();
         let writes = std::mem::take(&mut self.writes);
         let mut overlay = Overlay::with_writes(base, writes);
-        let ctx = Ctx { chain_id: &self.chain_id, time_ms: now_ms, workflow: &INTAKE };
-        if on_chain.is_none() {
-            if let Err(r) = open_session(&mut overlay, &ctx, &open) {
-                self.writes = overlay.into_parts().1;
-                return Err(r.into());
-            }
-        }
-        let mut records = Vec::new();
-        let mut failure = None;
-        for (signed, claimed) in steps {
-            let seq = signed.step.seq;
-            if seq <= chain_seq {
-                // Final already: nothing to redo.
-                continue;
-            }
-            let Some(verified) = VerifiedStep::check(&signed) else {
-                failure = Some((Some(seq), "the logged step's signature does not verify".to_string()));
-                break;
-            };
-            match apply_verified(&mut overlay, &ctx, verified) {
-                Ok(o) if o.hash() == claimed => {
-                    records.push(StepRecord { signed, outcome: o, accepted_ms: now_ms, finality: None });
+        let chain_id = self.chain_id.clone();
+        let ctx = Ctx { chain_id: &chain_id, time_ms: now_ms, workflow: &INTAKE };
+        let mut steps = 0;
+        for record in records {
+            match record {
+                WalRecord::Opened(open) => {
+                    let id = open.open.session_id();
+                    if self.sessions.contains_key(&id) {
+                        continue;
+                    }
+                    let chain_seq = base.session(&id).map_or(0, |s| s.last_seq);
+                    if chain_seq == 0 {
+                        if let Err(r) = open_session(&mut overlay, &ctx, &open) {
+                            failures.push((id, None, format!("the logged session can no longer open: {r}")));
+                        }
+                    }
+                    self.open_order.push(id);
+                    self.sessions.insert(
+                        id,
+                        Session {
+                            id,
+                            open,
+                            status: SessionStatus::Open,
+                            steps: Vec::new(),
+                            chain_seq,
+                            opened_ms: now_ms,
+                            commit_ms: None,
+                            last_activity_ms: now_ms,
+                            locks: BTreeSet::new(),
+                            deps: BTreeSet::new(),
+                            inflight: None,
+                        },
+                    );
                 }
-                Ok(_) => {
-                    failure = Some((Some(seq), "replaying the logged step gave another outcome".to_string()));
-                    break;
+                WalRecord::Step { step, outcome } => {
+                    let id = step.step.session;
+                    let seq = step.step.seq;
+                    let Some(session) = self.sessions.get(&id) else { continue };
+                    if seq <= session.chain_seq || failures.iter().any(|f| f.0 == id) {
+                        continue;
+                    }
+                    let failure = match VerifiedStep::check(&step) {
+                        None => Some("the logged step's signature does not verify".to_string()),
+                        Some(v) => match apply_verified(&mut overlay, &ctx, v) {
+                            Ok(o) if o.hash() == outcome => {
+                                let p = step.step.package_id.clone();
+                                let dep = self.writer.get(&p).copied().filter(|w| *w != id);
+                                let session = self.sessions.get_mut(&id).expect("checked");
+                                if let Some(d) = dep {
+                                    session.deps.insert(d);
+                                }
+                                session.locks.insert(p.clone());
+                                session.steps.push(StepRecord { signed: step, outcome: o, accepted_ms: now_ms, finality: None });
+                                self.locks.insert(p.clone(), id);
+                                self.writer.insert(p, id);
+                                self.order.push((id, seq));
+                                self.pending_steps += 1;
+                                steps += 1;
+                                None
+                            }
+                            Ok(_) => Some("replaying the logged step gave another outcome".to_string()),
+                            Err(r) => Some(format!("the logged step is no longer valid: {r}")),
+                        },
+                    };
+                    if let Some(detail) = failure {
+                        failures.push((id, Some(seq), detail));
+                    }
                 }
-                Err(r) => {
-                    failure = Some((Some(seq), format!("the logged step is no longer valid: {r}")));
-                    break;
+                WalRecord::Commit(id) => {
+                    if self.sessions.contains_key(&id) {
+                        let _ = self.request_commit(&id, now_ms);
+                    }
                 }
             }
         }
-        if failure.is_some() {
-            // Drop this session's writes: rebuild from scratch without it.
-            self.writes = WriteSet::new();
-        } else {
-            self.writes = overlay.into_parts().1;
-        }
-        let mut session = Session {
-            id,
-            open,
-            status: if committing { SessionStatus::Committing } else { SessionStatus::Open },
-            steps: Vec::new(),
-            chain_seq,
-            opened_ms: now_ms,
-            commit_ms: committing.then_some(now_ms),
-            last_activity_ms: now_ms,
-            locks: BTreeSet::new(),
-            deps: BTreeSet::new(),
-            inflight: None,
-        };
-        for r in &records {
-            let p = r.signed.step.package_id.clone();
-            if !committing {
-                self.locks.insert(p.clone(), id);
-                session.locks.insert(p.clone());
+        self.writes = overlay.into_parts().1;
+        // Sessions whose logged steps are all final already are done.
+        let done: Vec<Hash> = self
+            .sessions
+            .values()
+            .filter(|s| s.status == SessionStatus::Committing && s.pending().next().is_none())
+            .map(|s| s.id)
+            .collect();
+        for id in done {
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.status = SessionStatus::Finalized;
             }
-            if let Some(w) = self.writer.get(&p).filter(|w| **w != id && self.is_live(w)) {
-                session.deps.insert(*w);
-            }
-            self.writer.insert(p, id);
-            self.order.push((id, r.signed.step.seq));
+            self.retire(id);
         }
-        self.pending_steps += records.len();
-        session.steps = records;
-        if session.steps.is_empty() && committing {
-            session.status = SessionStatus::Finalized;
-        }
-        self.open_order.push(id);
-        self.sessions.insert(id, session);
-        if let Some((seq, detail)) = failure {
-            let mut events = Vec::new();
+        for (id, seq, detail) in failures {
+            self.mismatches += 1;
             self.reject_cascade(id, seq, "conflict", detail, &mut events);
-            self.rebase(base, now_ms, &mut events);
         }
-        Ok(id)
+        self.rebase(base, now_ms, &mut events);
+        let live = self.sessions.values().filter(|s| s.live()).count();
+        (live, steps)
     }
+}
+
+/// What the gateway writes ahead, in order: enough to rebuild every live
+/// session after a crash. Finality is not logged: the replica's committed
+/// state says how far each session is final.
+#[derive(Clone, Debug, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
+pub enum WalRecord {
+    /// A session was opened.
+    Opened(SignedSessionOpen),
+    /// A step was accepted with this outcome hash.
+    Step {
+        /// The signed step.
+        step: SignedStep,
+        /// The outcome hash acknowledged in its receipt.
+        outcome: Hash,
+    },
+    /// A session was closed for steps.
+    Commit(Hash),
 }
 
 /// The batch for `session`'s steps from its last final one up to `upto`.

@@ -223,31 +223,48 @@ fn workflow_rejections_keep_the_core_codes_and_change_nothing() {
 }
 
 #[test]
-fn a_restored_session_resends_the_same_batch_and_a_duplicate_counts_as_final() {
+fn a_recovered_session_resends_the_same_batch_or_is_final_if_l1_has_it() {
     let mut w = World::new(LedgerConfig::default());
     w.registered("P", 1);
     let op = w.cast.operator.clone();
     let o = open(&op, Some(w.cast.gateway.public()), 1);
     let a = w.ledger.open_session(&w.chain, TIME_MS, o.clone()).expect("open");
-    let mut logged = Vec::new();
+    let mut log = vec![WalRecord::Opened(o)];
     for (i, act) in [scan(), validate()].into_iter().enumerate() {
         let s = step(&op, a, i as u64 + 1, "P", act);
         let acc = w.ledger.accept_step(&w.chain, TIME_MS, VerifiedStep::check(&s).expect("v")).expect("acc");
-        logged.push((s, acc.outcome_hash));
+        log.push(WalRecord::Step { step: s, outcome: acc.outcome_hash });
     }
     w.ledger.request_commit(&a, TIME_MS).expect("commit");
+    log.push(WalRecord::Commit(a));
     let first = w.ledger.batches_to_send(TIME_MS).remove(0);
-    // L1 finalizes it, but the gateway "crashes" before seeing the block.
+
+    // Recovered before L1 finalized it: the identical bytes are re-sent.
+    let mut before = World::new(LedgerConfig::default());
+    before.registered("P", 1);
+    let mut again = Ledger::new(CHAIN_ID.into(), before.cast.gateway.clone(), LedgerConfig::default());
+    assert_eq!(again.recover(&before.chain, TIME_MS, log.clone()), (1, 2));
+    assert_eq!(again.pending_steps(), 2);
+    let resent = again.batches_to_send(TIME_MS).remove(0);
+    assert_eq!(resent.tx, first.tx);
+
+    // L1 finalized it, then the gateway crashed before seeing the block.
     let (_, r) = w.direct(&first.tx);
     assert_eq!(r.code(), 0);
     let mut fresh = Ledger::new(CHAIN_ID.into(), w.cast.gateway.clone(), LedgerConfig::default());
-    fresh.restore(&w.chain, TIME_MS, o.clone(), logged.clone(), true).expect("restore");
+    assert_eq!(fresh.recover(&w.chain, TIME_MS, log.clone()), (0, 0));
     assert_eq!(fresh.session(&a).expect("a").status, SessionStatus::Finalized, "the chain says it is final");
-    // Restored before L1 finalized it: it re-sends the identical bytes.
-    let mut w2 = World::new(LedgerConfig::default());
-    w2.registered("P", 1);
-    let mut again = Ledger::new(CHAIN_ID.into(), w2.cast.gateway.clone(), LedgerConfig::default());
-    again.restore(&w2.chain, TIME_MS, o, logged, true).expect("restore");
-    let resent = again.batches_to_send(TIME_MS).remove(0);
-    assert_eq!(resent.tx, first.tx);
+    assert!(fresh.batches_to_send(TIME_MS).is_empty(), "nothing is finalized twice");
+
+    // A logged outcome that no longer replays (the log lies): rejected, never sent.
+    let mut bad = log.clone();
+    if let WalRecord::Step { outcome, .. } = &mut bad[2] {
+        *outcome = Hash([3; 32]);
+    }
+    let mut third = World::new(LedgerConfig::default());
+    third.registered("P", 1);
+    let mut l = Ledger::new(CHAIN_ID.into(), third.cast.gateway.clone(), LedgerConfig::default());
+    l.recover(&third.chain, TIME_MS, bad);
+    assert!(matches!(l.session(&a).expect("a").status, SessionStatus::Rejected { .. }));
+    assert!(l.batches_to_send(TIME_MS).is_empty());
 }
