@@ -99,9 +99,10 @@ fn wipe_devnet_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
 }
 
-/// Generates the devnet if needed, starts it, waits until every node is at height 2, prints
-/// where everything is, then either returns (`--detach`) or runs until Ctrl-C and stops it.
-pub async fn run_up(args: UpArgs, tandem_bin: &Path) -> anyhow::Result<()> {
+/// Generates the devnet if needed, starts it, waits until every node is at
+/// height 2 and prints where everything is. The caller owns the running
+/// network (dropping it stops every process).
+pub async fn bring_up(args: &UpArgs, tandem_bin: &Path) -> anyhow::Result<(Layout, Devnet)> {
     let cometbft = ensure_cometbft(&default_tools_dir())?;
 
     if let Some(procs) = read_pids(&args.dir)? {
@@ -110,7 +111,7 @@ pub async fn run_up(args: UpArgs, tandem_bin: &Path) -> anyhow::Result<()> {
             .any(|p| pid_alive(p.pid) && pid_matches(p.pid, &p.home))
         {
             bail!(
-                "a devnet from {} is still running; stop it with `tandem down --dir {}`",
+                "a devnet from {} is still running; stop it with `tandem devnet down --dir {}`",
                 args.dir.display(),
                 args.dir.display()
             );
@@ -166,6 +167,13 @@ pub async fn run_up(args: UpArgs, tandem_bin: &Path) -> anyhow::Result<()> {
         return Err(e.context("the devnet did not start"));
     }
     print_summary(&layout);
+    Ok((layout, devnet))
+}
+
+/// Generates the devnet if needed, starts it, waits until every node is at height 2, prints
+/// where everything is, then either returns (`--detach`) or runs until Ctrl-C and stops it.
+pub async fn run_up(args: UpArgs, tandem_bin: &Path) -> anyhow::Result<()> {
+    let (layout, devnet) = bring_up(&args, tandem_bin).await?;
 
     if args.detach {
         let procs = devnet.detach();

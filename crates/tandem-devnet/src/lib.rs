@@ -21,7 +21,7 @@ mod layout;
 mod profile;
 pub mod rpc;
 
-pub use cli::{run_down, run_up, DownArgs, UpArgs};
+pub use cli::{bring_up, run_down, run_up, shutdown_signal, DownArgs, UpArgs};
 pub use devnet::{AppMode, Devnet, ProcInfo, ProcKind};
 pub use generate::{generate, DevnetSpec};
 pub use install::{cometbft_version, default_tools_dir, ensure_cometbft, COMETBFT_VERSION};

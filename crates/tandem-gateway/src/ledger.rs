@@ -713,6 +713,29 @@ impl Ledger {
         }
     }
 
+    /// The records that rebuild exactly the live sessions (for WAL
+    /// compaction): their open requests, their pending steps in acceptance
+    /// order, and the commit of those that are committing.
+    pub fn wal_records(&self) -> Vec<WalRecord> {
+        let live = |id: &Hash| self.sessions.get(id).filter(|s| s.live());
+        let mut out: Vec<WalRecord> =
+            self.open_order.iter().filter_map(|id| live(id)).map(|s| WalRecord::Opened(s.open.clone())).collect();
+        for (id, seq) in &self.order {
+            let Some(s) = live(id) else { continue };
+            if let Some(rec) = s.steps.iter().find(|r| r.signed.step.seq == *seq) {
+                out.push(WalRecord::Step { step: rec.signed.clone(), outcome: rec.outcome.hash() });
+            }
+        }
+        out.extend(
+            self.open_order
+                .iter()
+                .filter_map(|id| live(id))
+                .filter(|s| s.status == SessionStatus::Committing)
+                .map(|s| WalRecord::Commit(s.id)),
+        );
+        out
+    }
+
     /// Rebuild the ledger from its write-ahead log after a restart, in log
     /// order (so a session that built on another's tentative state replays
     /// after it). Steps L1 already finalized are skipped; every other step is

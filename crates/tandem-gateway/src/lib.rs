@@ -7,9 +7,17 @@
 //! Layout:
 //! - [`ledger`]: sessions, locks and the tentative state (sans I/O).
 //! - [`error`]: stable error codes and HTTP statuses.
+//! - [`replica`]: the gateway's replay of L1 (exact committed state).
+//! - [`service`]: the running gateway: lock, WAL, follower and ticker tasks.
+//! - [`api`]: the HTTP routes, limits and JSON shapes (`openapi.json`).
+//! - [`metrics`]: Prometheus metrics.
 
+pub mod api;
 pub mod error;
 pub mod ledger;
+pub mod metrics;
+pub mod replica;
+pub mod service;
 
 #[cfg(test)]
 mod ledger_tests;

@@ -367,6 +367,19 @@ impl Wal {
         rx.await.map_err(|_| WalError::Closed)?
     }
 
+    /// Queues records at once, in call order, and returns a future that
+    /// resolves when they are durable. For callers that must fix the order
+    /// of records while holding a lock, and wait for the fsync after
+    /// releasing it.
+    pub fn enqueue(&self, payloads: Vec<Vec<u8>>) -> Result<Durable, WalError> {
+        Ok(Durable(self.submit(Op::Append(payloads))?))
+    }
+
+    /// [`Wal::rewrite`], queued at once (see [`Wal::enqueue`]).
+    pub fn enqueue_rewrite(&self, payloads: Vec<Vec<u8>>) -> Result<Durable, WalError> {
+        Ok(Durable(self.submit(Op::Rewrite(payloads))?))
+    }
+
     /// Current counters.
     pub fn stats(&self) -> WalStats {
         let s = &self.inner.shared;
@@ -626,3 +639,14 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests;
+
+/// Resolves when queued records are durable (see [`Wal::enqueue`]).
+pub struct Durable(oneshot::Receiver<Result<(), WalError>>);
+
+impl std::future::Future for Durable {
+    type Output = Result<(), WalError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|r| r.map_err(|_| WalError::Closed).and_then(|r| r))
+    }
+}

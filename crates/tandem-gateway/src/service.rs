@@ -1,0 +1,399 @@
+//! The running gateway: the ledger behind one lock, the write-ahead log, the
+//! replica, and the tasks that drive them.
+//!
+//! - Requests (see [`crate::api`]) check signatures before taking the lock,
+//!   decide inside it, queue their WAL record inside it (so the log keeps
+//!   the order decisions were made in), and wait for the fsync outside it.
+//! - The follower task wakes on every new L1 height (CometBFT websocket),
+//!   fetches each block once, replays it in the replica, and hands the
+//!   results to the ledger: finality, rejections, conflicts.
+//! - The ticker closes sessions due for an automatic commit and broadcasts
+//!   the batches the ledger has ready (`broadcast_tx_sync`; finality arrives
+//!   through the follower, never by polling a transaction).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use tandem_core::genesis::Genesis;
+use tandem_core::SecretKey;
+use tandem_rpc::{L1Error, L1};
+use tandem_state::Snapshot;
+use tandem_wal::{Wal, WalConfig};
+use tokio::sync::broadcast;
+
+use crate::ledger::{Event, Ledger, LedgerConfig, ReplayedBlock, SessionStatus, WalRecord};
+use crate::metrics::Metrics;
+use crate::replica::{Replica, ReplicaError};
+
+/// Everything the gateway is configured with.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Folder for the WAL, the replica and the saved genesis.
+    pub data_dir: PathBuf,
+    /// The key that signs receipts and batches (a registered gateway).
+    pub key: SecretKey,
+    /// Ledger limits and timers.
+    pub ledger: LedgerConfig,
+    /// Largest request body, in bytes.
+    pub body_bytes_max: usize,
+    /// Sustained requests per second the gateway admits (token bucket).
+    pub rate_per_s: u32,
+    /// Burst the token bucket allows.
+    pub rate_burst: u32,
+    /// How often auto-commits and batch sends are considered.
+    pub tick: Duration,
+    /// How long a direct L1 step may wait for its block.
+    pub l1_step_timeout: Duration,
+    /// Compact the WAL when it grows past this many bytes.
+    pub wal_compact_bytes: u64,
+}
+
+impl GatewayConfig {
+    /// Defaults for `data_dir` and `key`.
+    pub fn new(data_dir: PathBuf, key: SecretKey) -> Self {
+        GatewayConfig {
+            data_dir,
+            key,
+            ledger: LedgerConfig::default(),
+            body_bytes_max: 256 * 1024,
+            rate_per_s: 20_000,
+            rate_burst: 40_000,
+            tick: Duration::from_millis(10),
+            l1_step_timeout: Duration::from_secs(30),
+            wal_compact_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The ledger and the committed state it builds on, under one lock.
+pub struct LedgerState {
+    /// The ledger.
+    pub ledger: Ledger,
+    /// The replica's committed state.
+    pub base: Snapshot,
+}
+
+/// Shared by the HTTP handlers and the tasks.
+pub struct Shared {
+    /// Configuration.
+    pub config: GatewayConfig,
+    /// Ledger + base.
+    pub state: Mutex<LedgerState>,
+    /// The write-ahead log.
+    pub wal: Wal,
+    /// L1.
+    pub l1: Arc<dyn L1>,
+    /// The replica.
+    pub replica: Replica,
+    /// Gateway events for subscribers.
+    pub events: broadcast::Sender<Event>,
+    /// Replayed blocks, for direct-step waiters.
+    pub blocks: broadcast::Sender<Arc<ReplayedBlock>>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Set when the replica diverged from L1: the gateway stops accepting.
+    pub diverged: AtomicBool,
+    /// Set while L1 does not answer.
+    pub l1_down: AtomicBool,
+    /// Token bucket for the request rate limit.
+    pub limiter: Mutex<crate::api::TokenBucket>,
+    /// Chain id.
+    pub chain_id: String,
+    /// When the gateway started.
+    pub started: Instant,
+    /// Records written since the last compaction.
+    pub wal_records: AtomicU64,
+}
+
+/// Milliseconds since the Unix epoch: the gateway's estimate of block time.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The chain's genesis: saved in the data folder on first contact, so a
+/// restarted gateway can come up (and keep answering) while L1 is down.
+async fn genesis(l1: &dyn L1, data_dir: &std::path::Path) -> anyhow::Result<(String, Genesis)> {
+    let path = data_dir.join("genesis.json");
+    if let Ok(bytes) = std::fs::read(&path) {
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).context("reading the saved genesis")?;
+        let chain_id = doc["chain_id"].as_str().context("saved genesis has no chain_id")?.to_string();
+        let genesis = serde_json::from_value(doc["app_state"].clone()).context("saved genesis app_state")?;
+        return Ok((chain_id, genesis));
+    }
+    let mut delay = Duration::from_millis(200);
+    let (chain_id, app_state) = loop {
+        match l1.genesis().await {
+            Ok(g) => break g,
+            Err(e) => {
+                tracing::warn!(error = %e, "waiting for L1 to read the genesis");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    };
+    let genesis = Genesis::from_json(&app_state)?;
+    let doc = serde_json::json!({ "chain_id": chain_id, "app_state": serde_json::from_slice::<serde_json::Value>(&app_state).unwrap_or_default() });
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&doc)?)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok((chain_id, genesis))
+}
+
+/// A started gateway.
+pub struct Gateway {
+    /// State shared with handlers.
+    pub shared: Arc<Shared>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Gateway {
+    /// Recover from the data folder, catch up with L1 as far as it answers,
+    /// and start the follower and the ticker.
+    pub async fn start(config: GatewayConfig, l1: Arc<dyn L1>) -> anyhow::Result<Gateway> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        let (chain_id, genesis) = genesis(l1.as_ref(), &config.data_dir).await?;
+        let replica = Replica::open(&config.data_dir.join("replica"), &chain_id, &genesis)?;
+        let metrics = Metrics::new();
+        let fsync_hist = metrics.wal_fsync_seconds.clone();
+        let wal_config = WalConfig {
+            on_fsync: Some(Arc::new(move |d: Duration, _n: usize| fsync_hist.observe(d.as_secs_f64()))),
+            ..WalConfig::default()
+        };
+        let (wal, recovered) = Wal::open(&config.data_dir.join("wal"), wal_config).context("opening the WAL")?;
+        if recovered.torn_tail_bytes > 0 {
+            tracing::warn!(bytes = recovered.torn_tail_bytes, at = ?recovered.truncated_at, "dropped a torn WAL tail");
+        }
+        let records = recovered
+            .records
+            .iter()
+            .map(|r| borsh::from_slice::<WalRecord>(r))
+            .collect::<Result<Vec<_>, _>>()
+            .context("a checksummed WAL record does not decode")?;
+        let (events, _) = broadcast::channel(4096);
+        let (blocks, _) = broadcast::channel(256);
+        let ledger = Ledger::new(chain_id.clone(), config.key.clone(), config.ledger.clone());
+        let shared = Arc::new(Shared {
+            limiter: Mutex::new(crate::api::TokenBucket::new(config.rate_per_s, config.rate_burst)),
+            state: Mutex::new(LedgerState { ledger, base: replica.snapshot() }),
+            config,
+            wal,
+            l1,
+            replica,
+            events,
+            blocks,
+            metrics,
+            diverged: AtomicBool::new(false),
+            l1_down: AtomicBool::new(false),
+            chain_id,
+            started: Instant::now(),
+            wal_records: AtomicU64::new(0),
+        });
+        // Catch up before deciding what the log's sessions still need.
+        if let Err(e) = catch_up(&shared).await {
+            tracing::warn!(error = %e, "L1 not reachable at start; recovering against the replica's last state");
+        }
+        let n = records.len();
+        let (sessions, steps) = {
+            let mut st = shared.state.lock().expect("lock");
+            let st = &mut *st;
+            st.ledger.recover(&st.base, now_ms(), records)
+        };
+        tracing::info!(records = n, sessions, steps, height = shared.replica.height(), "gateway recovered");
+        compact(&shared).await?;
+        let tasks = vec![tokio::spawn(follow(shared.clone())), tokio::spawn(tick(shared.clone()))];
+        Ok(Gateway { shared, tasks })
+    }
+}
+
+/// Rewrite the WAL with exactly the live sessions' records.
+async fn compact(shared: &Shared) -> anyhow::Result<()> {
+    let wait = {
+        let st = shared.state.lock().expect("lock");
+        let records: Vec<Vec<u8>> =
+            st.ledger.wal_records().iter().map(|r| borsh::to_vec(r).expect("encoding to a Vec")).collect();
+        shared.wal_records.store(records.len() as u64, Ordering::Relaxed);
+        shared.wal.enqueue_rewrite(records)?
+    };
+    wait.await.context("compacting the WAL")?;
+    Ok(())
+}
+
+/// Replay every block L1 has that the replica has not.
+async fn catch_up(shared: &Arc<Shared>) -> Result<(), L1Error> {
+    let latest = shared.l1.latest_height().await?;
+    while shared.replica.height() < latest {
+        if shared.diverged.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let next = shared.replica.height() + 1;
+        let block = shared.l1.block(next).await?;
+        let s = shared.clone();
+        let replayed = tokio::task::spawn_blocking(move || s.replica.apply(&block)).await.expect("replay task");
+        match replayed {
+            Ok(replayed) => take_block(shared, replayed),
+            Err(ReplicaError::Diverged { height, ours, theirs }) => {
+                tracing::error!(height, ours, theirs, "the replica diverged from L1; refusing new steps");
+                shared.diverged.store(true, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(e) => return Err(L1Error::Rpc(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// Hand a replayed block to the ledger and to subscribers.
+fn take_block(shared: &Arc<Shared>, replayed: ReplayedBlock) {
+    let now = now_ms();
+    let events = {
+        let mut st = shared.state.lock().expect("lock");
+        let st = &mut *st;
+        st.base = shared.replica.snapshot();
+        let events = st.ledger.on_block(&st.base, &replayed, now);
+        for e in &events {
+            if let Event::SessionFinalized { session, complete: true, .. } = e {
+                if let Some(s) = st.ledger.session(session) {
+                    if let Some(c) = s.commit_ms {
+                        shared.metrics.finality_seconds.observe(now.saturating_sub(c) as f64 / 1000.0);
+                    }
+                }
+            }
+        }
+        update_gauges(shared, &st.ledger);
+        events
+    };
+    shared.metrics.l1_height.set(replayed.height as i64);
+    let _ = shared.blocks.send(Arc::new(replayed));
+    for e in events {
+        let _ = shared.events.send(e);
+    }
+}
+
+fn update_gauges(shared: &Shared, ledger: &Ledger) {
+    let (open, committing, finalized, rejected) = ledger.counts();
+    let m = &shared.metrics;
+    m.sessions.with_label_values(&["open"]).set(open as i64);
+    m.sessions.with_label_values(&["committing"]).set(committing as i64);
+    m.sessions.with_label_values(&["finalized"]).set(finalized as i64);
+    m.sessions.with_label_values(&["rejected"]).set(rejected as i64);
+    m.pending_steps.set(ledger.pending_steps() as i64);
+    m.mismatches.set(ledger.mismatches() as i64);
+}
+
+/// The follower: wakes on each new height and replays up to it.
+async fn follow(shared: Arc<Shared>) {
+    let mut heights = shared.l1.subscribe_heights();
+    loop {
+        match catch_up(&shared).await {
+            Ok(()) => shared.l1_down.store(false, Ordering::Relaxed),
+            Err(e) => {
+                if !shared.l1_down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "L1 unreachable; answering tentatively until it returns");
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+        }
+        // Wait for the next height, but re-check now and then in case a
+        // notification was missed.
+        let _ = tokio::time::timeout(Duration::from_secs(1), heights.changed()).await;
+    }
+}
+
+/// The ticker: auto-commits, batch sends, WAL compaction.
+async fn tick(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(shared.config.tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut backoff_until: Option<Instant> = None;
+    loop {
+        interval.tick().await;
+        let now = now_ms();
+        let (outgoing, commits) = {
+            let mut st = shared.state.lock().expect("lock");
+            let due = st.ledger.due_commits(now);
+            let mut commits = Vec::new();
+            for id in &due {
+                if st.ledger.request_commit(id, now).is_ok() {
+                    let rec = borsh::to_vec(&WalRecord::Commit(*id)).expect("encoding");
+                    match shared.wal.enqueue(vec![rec]) {
+                        Ok(w) => commits.push(w),
+                        Err(e) => fatal_wal(&e),
+                    }
+                }
+            }
+            let ready = backoff_until.is_none_or(|t| Instant::now() >= t);
+            let outgoing = if ready { st.ledger.batches_to_send(now) } else { Vec::new() };
+            if !due.is_empty() {
+                update_gauges(&shared, &st.ledger);
+            }
+            (outgoing, (due, commits))
+        };
+        for id in commits.0 {
+            let _ = shared.events.send(Event::SessionCommitting { session: id });
+        }
+        for w in commits.1 {
+            if let Err(e) = w.await {
+                fatal_wal(&e);
+            }
+        }
+        let mut failed = false;
+        for out in outgoing {
+            if failed {
+                shared.state.lock().expect("lock").ledger.unsent(&out.session);
+                continue;
+            }
+            match shared.l1.broadcast_tx_sync(out.tx).await {
+                Ok(b) if b.code == 0 => {}
+                Ok(b) => {
+                    // CheckTx is stateless: a refusal means the batch itself
+                    // is broken, and re-sending cannot help.
+                    let code = tandem_core::Code::from_number(b.code).map_or("l1_refused", |c| c.name());
+                    tracing::error!(session = %out.session, code, log = %b.log, "L1 refused a batch at CheckTx");
+                    let events = shared.state.lock().expect("lock").ledger.reject(&out.session, None, code, b.log);
+                    for e in events {
+                        let _ = shared.events.send(e);
+                    }
+                }
+                Err(L1Error::AlreadyInMempool) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "broadcast failed; will retry");
+                    shared.state.lock().expect("lock").ledger.unsent(&out.session);
+                    failed = true;
+                }
+            }
+        }
+        backoff_until = failed.then(|| Instant::now() + Duration::from_millis(250));
+        if shared.wal.stats().file_len > shared.config.wal_compact_bytes {
+            if let Err(e) = compact(&shared).await {
+                tracing::error!(error = %e, "WAL compaction failed");
+            }
+        }
+    }
+}
+
+/// A WAL failure after a decision leaves memory ahead of the disk: the only
+/// safe reaction is to stop, so that nothing unlogged is ever submitted.
+pub fn fatal_wal(e: &tandem_wal::WalError) -> ! {
+    tracing::error!(error = %e, "the write-ahead log failed; stopping the gateway");
+    eprintln!("fatal: the write-ahead log failed: {e}");
+    std::process::exit(70);
+}
+
+impl Shared {
+    /// Status of a session for the API (None when unknown here).
+    pub fn session_status(&self, id: &tandem_core::Hash) -> Option<SessionStatus> {
+        self.state.lock().expect("lock").ledger.session(id).map(|s| s.status.clone())
+    }
+}
