@@ -68,6 +68,10 @@ struct GatewayArgs {
     /// Commit a session by itself after this many idle milliseconds.
     #[arg(long, default_value_t = 5000)]
     auto_commit_idle_ms: u64,
+    /// Steps accepted but not yet final that the gateway holds before it
+    /// answers 503 backlog_full.
+    #[arg(long, default_value_t = 50_000)]
+    backlog_max: usize,
 }
 
 #[derive(clap::Args)]
@@ -218,6 +222,7 @@ async fn main() -> anyhow::Result<()> {
             let ledger = tandem_gateway::ledger::LedgerConfig {
                 auto_commit_steps: args.auto_commit_steps,
                 auto_commit_idle_ms: args.auto_commit_idle_ms,
+                pending_steps_max: args.backlog_max,
                 ..Default::default()
             };
             serve_gateway(args.l1, args.data, key, &args.listen, ledger).await

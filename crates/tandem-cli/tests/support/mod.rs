@@ -12,6 +12,8 @@ use serde_json::Value;
 use tandem_core::SecretKey;
 use tandem_devnet::{DevnetSpec, Devnet, Layout};
 
+pub mod gateway;
+
 /// A running devnet in a temporary folder.
 pub struct Net {
     pub devnet: Devnet,
