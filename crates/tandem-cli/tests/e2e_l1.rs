@@ -225,6 +225,23 @@ async fn validators_survive_sigkill_and_a_crash_between_finalize_and_commit() {
     // Restart without the crash point: replay brings it to the same app hash.
     net.devnet.start_app(2).expect("restart app");
     net.devnet.start_node(2).expect("restart node");
+
+    // Crash validator 1's app right after Commit persisted (before CometBFT
+    // recorded it): on restart the app is one block ahead of CometBFT's
+    // state store, and the handshake must reconcile without replaying it twice.
+    let at = net.height(1).await.expect("height") + 3;
+    net.devnet.kill_app(1).expect("kill app");
+    net.wait_until("node 1 exits after losing its app", Duration::from_secs(20), || !net.devnet.is_node_running(1)).await;
+    let crash = format!("after-commit:{at}");
+    net.devnet.start_app_with_env(1, &[("TANDEM_CRASH_AT", crash.as_str())]).expect("start app with crash point");
+    net.devnet.start_node(1).expect("start node");
+    net.submit(0, &register_tx(&net, "K-4", 4)).await;
+    net.wait_until("app 1 reaches its crash point", Duration::from_secs(60), || !net.devnet.is_app_running(1)).await;
+    let log = std::fs::read_to_string(&net.layout.nodes[1].app_log).expect("app log");
+    assert!(log.contains(&format!("crash point after-commit:{at} reached")), "the app crashed where asked");
+    net.wait_until("node 1 exits after its app crashed", Duration::from_secs(20), || !net.devnet.is_node_running(1)).await;
+    net.devnet.start_app(1).expect("restart app");
+    net.devnet.start_node(1).expect("restart node");
     net.submit(0, &register_tx(&net, "K-3", 3)).await;
     let target = net.height(0).await.expect("height");
     net.wait_height(&all, target, Duration::from_secs(60)).await;
