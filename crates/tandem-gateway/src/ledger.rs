@@ -142,6 +142,23 @@ pub struct Session {
 }
 
 impl Session {
+    /// An open session with no steps here, final on L1 up to `chain_seq`.
+    fn new(open: SignedSessionOpen, chain_seq: u64, now_ms: u64) -> Session {
+        Session {
+            id: open.open.session_id(),
+            open,
+            status: SessionStatus::Open,
+            steps: Vec::new(),
+            chain_seq,
+            opened_ms: now_ms,
+            commit_ms: None,
+            last_activity_ms: now_ms,
+            locks: BTreeSet::new(),
+            deps: BTreeSet::new(),
+            inflight: None,
+        }
+    }
+
     fn pending(&self) -> impl Iterator<Item = &StepRecord> {
         self.steps.iter().filter(|s| s.finality.is_none())
     }
@@ -376,22 +393,7 @@ impl Ledger {
         self.writes = overlay.into_parts().1;
         result?;
         self.open_order.push(id);
-        self.sessions.insert(
-            id,
-            Session {
-                id,
-                open,
-                status: SessionStatus::Open,
-                steps: Vec::new(),
-                chain_seq: 0,
-                opened_ms: now_ms,
-                commit_ms: None,
-                last_activity_ms: now_ms,
-                locks: BTreeSet::new(),
-                deps: BTreeSet::new(),
-                inflight: None,
-            },
-        );
+        self.sessions.insert(id, Session::new(open, 0, now_ms));
         Ok(id)
     }
 
@@ -764,22 +766,7 @@ impl Ledger {
                         }
                     }
                     self.open_order.push(id);
-                    self.sessions.insert(
-                        id,
-                        Session {
-                            id,
-                            open,
-                            status: SessionStatus::Open,
-                            steps: Vec::new(),
-                            chain_seq,
-                            opened_ms: now_ms,
-                            commit_ms: None,
-                            last_activity_ms: now_ms,
-                            locks: BTreeSet::new(),
-                            deps: BTreeSet::new(),
-                            inflight: None,
-                        },
-                    );
+                    self.sessions.insert(id, Session::new(open, chain_seq, now_ms));
                 }
                 WalRecord::Step { step, outcome } => {
                     let id = step.step.session;
