@@ -86,6 +86,7 @@ impl Client {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ClientError::Unreachable { url: base.into(), reason: e.to_string() })?;
         let mut c = Client { http, base: base.trim_end_matches('/').to_string(), chain_id: String::new(), gateway: PublicKey([0; 32]) };
@@ -110,7 +111,19 @@ impl Client {
             .await
             .map_err(|e| ClientError::Unreachable { url: self.base.clone(), reason: e.to_string() })?;
         let status = r.status().as_u16();
-        let body: Value = r.json().await.map_err(|e| ClientError::Decode(e.to_string()))?;
+        let bytes = r.bytes().await.map_err(|e| ClientError::Unreachable { url: self.base.clone(), reason: e.to_string() })?;
+        let body: Value = match serde_json::from_slice(&bytes) {
+            Ok(v) => v,
+            // A proxy or a crashed server may answer an error in plain text.
+            Err(_) if status >= 400 => {
+                return Err(ClientError::Api {
+                    status,
+                    code: format!("http_{status}"),
+                    message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                })
+            }
+            Err(e) => return Err(ClientError::Decode(e.to_string())),
+        };
         if status >= 400 {
             return Err(ClientError::Api {
                 status,
@@ -143,6 +156,32 @@ impl Client {
             .sign(owner);
         self.send(self.http.post(format!("{}/v1/sessions", self.base)).json(&open)).await?;
         Ok(Session { client: self.clone(), key: owner.clone(), id: open.open.session_id(), next_seq: 1 })
+    }
+
+    /// Continue a session opened earlier (possibly by another process):
+    /// the next sequence number is the number of steps the gateway holds + 1.
+    pub async fn resume_session(&self, owner: &SecretKey, id: Hash) -> Result<Session, ClientError> {
+        let s = self.session(&id).await?;
+        let held = s["steps"].as_array().map_or(0, |a| a.len() as u64);
+        // A session known from L1 only reports its last final seq.
+        let next_seq = held.max(s["final_seq"].as_u64().unwrap_or(0)) + 1;
+        Ok(Session { client: self.clone(), key: owner.clone(), id, next_seq })
+    }
+
+    /// `GET /v1/events`: the gateway's server-sent events, from now on.
+    pub async fn events(&self) -> Result<EventStream, ClientError> {
+        let r = self
+            .http
+            .get(format!("{}/v1/events", self.base))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable { url: self.base.clone(), reason: e.to_string() })?;
+        if !r.status().is_success() {
+            let status = r.status().as_u16();
+            return Err(ClientError::Api { status, code: format!("http_{status}"), message: "cannot subscribe to events".into() });
+        }
+        Ok(EventStream { response: r, buf: Vec::new() })
     }
 
     /// `POST /v1/sessions/{id}/commit`.
@@ -226,5 +265,49 @@ impl Session {
     pub async fn commit_and_wait(&self, timeout: Duration) -> Result<Value, ClientError> {
         self.commit().await?;
         self.client.wait_final(&self.id, timeout).await
+    }
+}
+
+/// A subscription to `GET /v1/events`: each event is its JSON data (whose
+/// `type` names it: `step_accepted`, `session_finalized`, ...).
+#[derive(Debug)]
+pub struct EventStream {
+    response: reqwest::Response,
+    buf: Vec<u8>,
+}
+
+impl EventStream {
+    /// The next event; `None` when the gateway closed the stream.
+    pub async fn next(&mut self) -> Option<Result<Value, ClientError>> {
+        loop {
+            if let Some(end) = find_event_end(&self.buf) {
+                let raw: Vec<u8> = self.buf.drain(..end).collect();
+                let text = String::from_utf8_lossy(&raw);
+                let data: Vec<&str> = text
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                    .collect();
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                return Some(serde_json::from_str(&data.join("\n")).map_err(|e| ClientError::Decode(e.to_string())));
+            }
+            match self.response.chunk().await {
+                Ok(Some(bytes)) => self.buf.extend_from_slice(&bytes),
+                Ok(None) => return None,
+                Err(e) => return Some(Err(ClientError::Unreachable { url: "events".into(), reason: e.to_string() })),
+            }
+        }
+    }
+}
+
+/// Where the first complete event (ended by a blank line) ends, blank line included.
+fn find_event_end(buf: &[u8]) -> Option<usize> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }

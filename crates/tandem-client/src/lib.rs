@@ -14,5 +14,5 @@ pub mod actions;
 pub mod http;
 pub mod keys;
 
-pub use http::{Client, ClientError, Session, StepReply};
+pub use http::{Client, ClientError, EventStream, Session, StepReply};
 pub use keys::KeyFile;
