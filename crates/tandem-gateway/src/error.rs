@@ -16,6 +16,8 @@ pub enum Kind {
     Forbidden,
     /// 404: no such thing.
     NotFound,
+    /// 405: the route exists, the method does not.
+    MethodNotAllowed,
     /// 409: conflicts with the current state (locks, sequence).
     Conflict,
     /// 413: over a size limit.
@@ -38,6 +40,7 @@ impl Kind {
             Kind::Unauthorized => 401,
             Kind::Forbidden => 403,
             Kind::NotFound => 404,
+            Kind::MethodNotAllowed => 405,
             Kind::Conflict => 409,
             Kind::TooLarge => 413,
             Kind::Rejected => 422,

@@ -295,8 +295,11 @@ pub struct Ledger {
     writer: BTreeMap<String, Hash>,
     finished: VecDeque<Hash>,
     pending_steps: usize,
-    /// Per package, where each of its (session, seq) steps became final.
+    /// Where each (session, seq) step this gateway saw finalized became
+    /// final: its own batches and anyone else's (direct steps, other
+    /// gateways). Bounded: the oldest entries go first.
     finality_index: BTreeMap<(Hash, u64), Finality>,
+    finality_order: VecDeque<(Hash, u64)>,
     mismatches: u64,
 }
 
@@ -316,6 +319,7 @@ impl Ledger {
             finished: VecDeque::new(),
             pending_steps: 0,
             finality_index: BTreeMap::new(),
+            finality_order: VecDeque::new(),
             mismatches: 0,
         }
     }
@@ -583,6 +587,14 @@ impl Ledger {
                 TxResult::Committed { .. } | TxResult::Direct { .. } | TxResult::Admin | TxResult::Rejected { .. } => {
                     // Another gateway's or a direct transaction: it may have
                     // changed what our pending steps read.
+                    let fin = Finality { height: block.height, tx_hash: hash.clone(), seen_ms: now_ms };
+                    match result {
+                        TxResult::Committed { session, first_seq, last_seq, .. } => {
+                            self.index_finality(*session, *first_seq, *last_seq, &fin)
+                        }
+                        TxResult::Direct { session, seq, .. } => self.index_finality(*session, *seq, *seq, &fin),
+                        _ => {}
+                    }
                     if result.code() == 0 {
                         foreign = true;
                     }
@@ -601,18 +613,35 @@ impl Ledger {
         events
     }
 
+    fn index_finality(&mut self, session: Hash, first: u64, last: u64, fin: &Finality) {
+        for seq in first..=last {
+            if self.finality_index.insert((session, seq), fin.clone()).is_none() {
+                self.finality_order.push_back((session, seq));
+            }
+        }
+        let max = self.config.finished_kept.saturating_mul(64).max(1024);
+        while self.finality_order.len() > max {
+            if let Some(k) = self.finality_order.pop_front() {
+                self.finality_index.remove(&k);
+            }
+        }
+    }
+
     fn is_live(&self, id: &Hash) -> bool {
         self.sessions.get(id).is_some_and(|s| s.live())
     }
 
     fn mark_final(&mut self, id: &Hash, first: u64, last: u64, fin: &Finality, events: &mut Vec<Event>) {
+        if !self.sessions.contains_key(id) {
+            return;
+        }
+        self.index_finality(*id, first, last, fin);
         let Some(session) = self.sessions.get_mut(id) else { return };
         let mut newly = 0;
         for st in session.steps.iter_mut() {
             let seq = st.signed.step.seq;
             if seq >= first && seq <= last && st.finality.is_none() {
                 st.finality = Some(fin.clone());
-                self.finality_index.insert((*id, seq), fin.clone());
                 newly += 1;
             }
         }
