@@ -124,15 +124,109 @@ pub fn router(gw: Arc<Shared>) -> Router {
         .route("/v1/l1/steps", post(direct_step))
         .route("/v1/events", get(events))
         .route("/v1/status", get(status))
+        .route("/v1/network", get(network))
+        .route("/v1/demo/keys", get(demo_keys))
         .layer(middleware::from_fn_with_state(gw.clone(), rate_limit));
     Router::new()
         .merge(limited)
+        .route("/", get(|| async { asset("index.html") }))
+        .route("/assets/{file}", get(|Path(file): Path<String>| async move { asset(&file) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .fallback(|| async { ApiError(GwError::new(Kind::NotFound, "not_found", "no such route")) })
         .layer(DefaultBodyLimit::max(gw.config.body_bytes_max))
         .with_state(gw)
+}
+
+/// The dashboard (`assets/` beside `src/`), embedded at build time: name,
+/// content type, bytes. The protocol module and its test vectors are served
+/// from their one copy in the repository.
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    ("index.html", "text/html; charset=utf-8", include_bytes!("../assets/index.html")),
+    ("style.css", "text/css; charset=utf-8", include_bytes!("../assets/style.css")),
+    ("app.mjs", "text/javascript; charset=utf-8", include_bytes!("../assets/app.mjs")),
+    ("console.mjs", "text/javascript; charset=utf-8", include_bytes!("../assets/console.mjs")),
+    ("chart.mjs", "text/javascript; charset=utf-8", include_bytes!("../assets/chart.mjs")),
+    ("selftest.mjs", "text/javascript; charset=utf-8", include_bytes!("../assets/selftest.mjs")),
+    ("dom.mjs", "text/javascript; charset=utf-8", include_bytes!("../assets/dom.mjs")),
+    ("favicon.svg", "image/svg+xml", include_bytes!("../assets/favicon.svg")),
+    ("tandem-protocol.mjs", "text/javascript; charset=utf-8", include_bytes!("../../../clients/js/tandem-protocol.mjs")),
+    ("protocol-vectors.json", "application/json", include_bytes!("../../../docs/protocol-vectors.json")),
+];
+
+/// Everything the dashboard loads comes from this origin: no CDN, no fonts,
+/// no inline script.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+fn asset(name: &str) -> Response {
+    match ASSETS.iter().find(|(n, _, _)| *n == name) {
+        Some((_, content_type, bytes)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CONTENT_SECURITY_POLICY, CSP),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            *bytes,
+        )
+            .into_response(),
+        None => ApiError(GwError::new(Kind::NotFound, "not_found", format!("no asset {name:?}"))).into_response(),
+    }
+}
+
+/// The demo key files of a local devnet (roles a console acts as: never the
+/// admin's or a gateway's), when the gateway was started with `demo_keys`.
+async fn demo_keys(State(gw): State<Arc<Shared>>) -> ApiResult<Json<Value>> {
+    let Some(dir) = gw.config.demo_keys.clone() else {
+        return Err(GwError::new(Kind::NotFound, "not_found", "this gateway serves no demo keys (only a local devnet does)").into());
+    };
+    let entries = std::fs::read_dir(&dir)
+        .map_err(|e| GwError::new(Kind::Internal, "internal", format!("reading {}: {e}", dir.display())))?;
+    let mut keys: Vec<Value> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter_map(|p| serde_json::from_slice::<Value>(&std::fs::read(p).ok()?).ok())
+        .filter(|k| matches!(k["role"].as_str(), Some("supplier" | "operator" | "inspector" | "courier")))
+        .filter(|k| k["public_key"].is_string() && k["secret_key"].is_string())
+        .map(|k| json!({ "name": k["name"], "role": k["role"], "public_key": k["public_key"], "secret_key": k["secret_key"] }))
+        .collect();
+    keys.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(Json(json!({
+        "note": "demo keys of a local devnet, in clear: for trying the console, never for a real deployment",
+        "keys": keys,
+    })))
+}
+
+/// Each validator's height (or unreachable) and whether their app hashes
+/// agree at the highest height every reachable validator has.
+async fn network(State(gw): State<Arc<Shared>>) -> Json<Value> {
+    let validators = gw.l1.validators().await;
+    let common = validators.iter().filter_map(|(_, h)| *h).min();
+    let hashes = match common {
+        Some(h) => gw.l1.app_hashes(h).await,
+        None => Vec::new(),
+    };
+    let hash_of = |url: &str| hashes.iter().find(|(u, _)| u == url).and_then(|(_, h)| h.clone());
+    let reachable: Vec<Option<String>> =
+        validators.iter().filter(|(_, h)| h.is_some()).map(|(url, _)| hash_of(url)).collect();
+    let agree = !reachable.is_empty() && reachable.iter().all(|h| h.is_some() && *h == reachable[0]);
+    let l1_height = gw.state.lock().expect("lock").base.height();
+    Json(json!({
+        "common_height": common,
+        "app_hash": if agree { reachable[0].clone() } else { None },
+        "agree": agree,
+        "note": "app_hash is the one in the header of block common_height: the state after common_height - 1",
+        "gateway_l1_height": l1_height,
+        "validators": validators.iter().map(|(url, h)| json!({
+            "rpc": url,
+            "height": h,
+            "reachable": h.is_some(),
+            "app_hash": h.and(hash_of(url)),
+        })).collect::<Vec<_>>(),
+    }))
 }
 
 fn parse_id(s: &str) -> ApiResult<Hash> {

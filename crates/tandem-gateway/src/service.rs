@@ -49,6 +49,10 @@ pub struct GatewayConfig {
     pub l1_step_timeout: Duration,
     /// Compact the WAL when it grows past this many bytes.
     pub wal_compact_bytes: u64,
+    /// Folder of a local devnet's demo key files, served at `/v1/demo/keys`
+    /// for the dashboard's operator console. `None` (the default) serves
+    /// nothing: only a local devnet (`tandem up`) should set it.
+    pub demo_keys: Option<PathBuf>,
 }
 
 impl GatewayConfig {
@@ -64,6 +68,7 @@ impl GatewayConfig {
             tick: Duration::from_millis(10),
             l1_step_timeout: Duration::from_secs(30),
             wal_compact_bytes: 64 * 1024 * 1024,
+            demo_keys: None,
         }
     }
 }

@@ -216,6 +216,17 @@ impl L1 for CometRpc {
         });
         futures::future::join_all(asks).await
     }
+
+    async fn app_hashes(&self, height: u64) -> Vec<(String, Option<String>)> {
+        let asks = self.inner.urls.iter().map(|url| async move {
+            let hash = match self.inner.call_one(url, "commit", json!({ "height": height.to_string() })).await {
+                Ok(Ok(r)) => string(&r, "/signed_header/header/app_hash").ok().map(str::to_ascii_uppercase),
+                _ => None,
+            };
+            (url.clone(), hash)
+        });
+        futures::future::join_all(asks).await
+    }
 }
 
 impl Inner {

@@ -82,6 +82,13 @@ pub trait L1: Send + Sync + 'static {
     /// For `/v1/status`: each configured validator RPC URL with its latest
     /// height, or `None` if it did not answer.
     async fn validators(&self) -> Vec<(String, Option<u64>)>;
+    /// For `/v1/network`: each configured validator RPC URL with the app hash
+    /// (uppercase hex) in the header of its block `height`, which is the state
+    /// after `height - 1`, or `None` if it did not answer. The default knows
+    /// no validators (an L1 without per-validator views).
+    async fn app_hashes(&self, _height: u64) -> Vec<(String, Option<String>)> {
+        Vec::new()
+    }
 }
 
 /// Block time as milliseconds since the Unix epoch, 0 for times before it.
