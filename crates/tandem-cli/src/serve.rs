@@ -112,7 +112,7 @@ pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let shutdown = async {
         let _ = tandem_devnet::shutdown_signal().await;
     };
-    serve_gateway(args.l1, args.data, key, &args.listen, ledger, shutdown).await
+    serve_gateway(args.l1, args.data, key, &args.listen, ledger, None, shutdown).await
 }
 
 /// Serve a gateway until `shutdown` completes.
@@ -122,11 +122,13 @@ async fn serve_gateway(
     key: tandem_core::SecretKey,
     listen: &str,
     ledger: tandem_gateway::ledger::LedgerConfig,
+    demo_keys: Option<PathBuf>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let l1 = std::sync::Arc::new(tandem_rpc::CometRpc::new(urls)?);
     let mut config = tandem_gateway::service::GatewayConfig::new(data, key);
     config.ledger = ledger;
+    config.demo_keys = demo_keys;
     let gateway = tandem_gateway::service::Gateway::start(config, l1).await?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     println!("gateway {} serving on http://{listen} (chain {})", gateway.shared.config.key.public(), gateway.shared.chain_id);
@@ -173,11 +175,14 @@ async fn up_with_devnet(args: &UpArgs, layout: &tandem_devnet::Layout, json: boo
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn({
         let (urls, data, listen) = (layout.rpc_urls(), layout.dir.join("gateway"), args.listen.clone());
+        // A local devnet's demo keys are offered to the dashboard's console.
+        let demo_keys = Some(layout.keys_dir.clone());
         async move {
             let shutdown = async {
                 let _ = server_stopped.await;
             };
-            serve_gateway(urls, data, key, &listen, tandem_gateway::ledger::LedgerConfig::default(), shutdown).await
+            serve_gateway(urls, data, key, &listen, tandem_gateway::ledger::LedgerConfig::default(), demo_keys, shutdown)
+                .await
         }
     });
 

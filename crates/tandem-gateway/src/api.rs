@@ -135,6 +135,9 @@ pub fn router(gw: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .fallback(|| async { ApiError(GwError::new(Kind::NotFound, "not_found", "no such route")) })
+        .method_not_allowed_fallback(|| async {
+            ApiError(GwError::new(Kind::MethodNotAllowed, "method_not_allowed", "this route does not take that method"))
+        })
         .layer(DefaultBodyLimit::max(gw.config.body_bytes_max))
         .with_state(gw)
 }
@@ -313,7 +316,13 @@ async fn commit(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> ApiRes
     let id = parse_id(&id)?;
     let (status, wait) = {
         let mut st = gw.state.lock().expect("lock");
-        let was = st.ledger.session(&id).map(|s| s.status.clone()).ok_or_else(|| GwError::unknown_session(id))?;
+        let Some(was) = st.ledger.session(&id).map(|s| s.status.clone()) else {
+            // Forgotten here but final on L1: committing it again is a no-op.
+            return match st.base.session(&id) {
+                Some(_) => Ok((StatusCode::ACCEPTED, Json(json!({ "session_id": id, "status": SessionStatus::Finalized })))),
+                None => Err(GwError::unknown_session(id).into()),
+            };
+        };
         st.ledger.request_commit(&id, now_ms())?;
         let status = st.ledger.session(&id).map(|s| s.status.clone()).unwrap_or(SessionStatus::Finalized);
         let wait = (was == SessionStatus::Open).then(|| {

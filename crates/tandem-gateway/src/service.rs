@@ -22,6 +22,7 @@ use tandem_core::SecretKey;
 use tandem_rpc::{L1Error, L1};
 use tandem_state::Snapshot;
 use tandem_wal::{Wal, WalConfig};
+use futures::StreamExt as _;
 use tokio::sync::broadcast;
 
 use crate::ledger::{Event, Ledger, LedgerConfig, ReplayedBlock, SessionStatus, WalRecord};
@@ -112,6 +113,10 @@ pub struct Shared {
     /// Records written since the last compaction.
     pub wal_records: AtomicU64,
 }
+
+/// Batches broadcast at once by one ticker round. Enough to keep CometBFT's
+/// mempool fed without opening a connection per session.
+const BROADCASTS_IN_FLIGHT_MAX: usize = 16;
 
 /// Milliseconds since the Unix epoch: the gateway's estimate of block time.
 pub fn now_ms() -> u64 {
@@ -353,20 +358,28 @@ async fn tick(shared: Arc<Shared>) {
                 fatal_wal(&e);
             }
         }
+        // Batches go out concurrently: the ledger only offers a session whose
+        // dependencies are final, so no two batches in one round depend on
+        // each other's order.
+        let results: Vec<(tandem_core::Hash, Result<tandem_rpc::Broadcast, L1Error>)> =
+            futures::stream::iter(outgoing)
+                .map(|out| {
+                    let l1 = shared.l1.clone();
+                    async move { (out.session, l1.broadcast_tx_sync(out.tx).await) }
+                })
+                .buffer_unordered(BROADCASTS_IN_FLIGHT_MAX)
+                .collect()
+                .await;
         let mut failed = false;
-        for out in outgoing {
-            if failed {
-                shared.state.lock().expect("lock").ledger.unsent(&out.session);
-                continue;
-            }
-            match shared.l1.broadcast_tx_sync(out.tx).await {
+        for (session, result) in results {
+            match result {
                 Ok(b) if b.code == 0 => {}
                 Ok(b) => {
                     // CheckTx is stateless: a refusal means the batch itself
                     // is broken, and re-sending cannot help.
                     let code = tandem_core::Code::from_number(b.code).map_or("l1_refused", |c| c.name());
-                    tracing::error!(session = %out.session, code, log = %b.log, "L1 refused a batch at CheckTx");
-                    let events = shared.state.lock().expect("lock").ledger.reject(&out.session, None, code, b.log);
+                    tracing::error!(session = %session, code, log = %b.log, "L1 refused a batch at CheckTx");
+                    let events = shared.state.lock().expect("lock").ledger.reject(&session, None, code, b.log);
                     for e in events {
                         let _ = shared.events.send(e);
                     }
@@ -374,7 +387,7 @@ async fn tick(shared: Arc<Shared>) {
                 Err(L1Error::AlreadyInMempool) => {}
                 Err(e) => {
                     tracing::debug!(error = %e, "broadcast failed; will retry");
-                    shared.state.lock().expect("lock").ledger.unsent(&out.session);
+                    shared.state.lock().expect("lock").ledger.unsent(&session);
                     failed = true;
                 }
             }

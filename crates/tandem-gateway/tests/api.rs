@@ -35,6 +35,10 @@ const ROUTES: &[&str] = &[
     "/healthz",
     "/metrics",
     "/openapi.json",
+    "/v1/network",
+    "/v1/demo/keys",
+    "/",
+    "/assets/{file}",
 ];
 
 fn is_upper_hex64(v: &Value) -> bool {
@@ -342,7 +346,11 @@ async fn a_session_this_gateway_forgot_is_answered_from_l1() {
     assert_eq!(v["steps"], json!([]));
     assert!(v["note"].is_string(), "{v}");
     assert_eq!(h.session(b).await["steps"].as_array().unwrap().len(), 1);
-    h.commit(a).await.assert_error(404, "unknown_session");
+    // Committing it again is a no-op that says it is final.
+    let again = h.commit(a).await;
+    assert_eq!(again.status.as_u16(), 202, "{again:?}");
+    assert_eq!(again.json["status"]["state"], "finalized");
+    h.commit(tandem_core::Hash([0x5a; 32])).await.assert_error(404, "unknown_session");
 }
 
 #[tokio::test]
@@ -694,9 +702,9 @@ async fn status_health_metrics_and_unknown_routes() {
     assert!(m.text.contains("tandem_gateway_sessions"), "{}", m.text);
 
     h.get("/v1/nothing-here").await.assert_error(404, "not_found");
-    // A known path with another method: 405 (with an empty body today,
-    // not the Error shape; see the OpenAPI description).
-    assert_eq!(h.get("/v1/sessions").await.status, StatusCode::METHOD_NOT_ALLOWED);
+    // A known path with another method: 405 in the Error shape.
+    h.get("/v1/sessions").await.assert_error(405, "method_not_allowed");
+    h.post_raw("/healthz", "{}").await.assert_error(405, "method_not_allowed");
     h.post_raw("/v1/sessions/x/y/z", "{}").await.assert_error(404, "not_found");
 }
 
