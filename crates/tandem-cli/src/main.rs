@@ -6,6 +6,7 @@
 //! - `tandem gateway`: the L2 gateway in front of a network.
 //! - `tandem up [--demo]`: a 4-validator network and a gateway in one command,
 //!   optionally driving a demo workload ([`demo`]).
+//! - `tandem bench`: the benchmark (crate `tandem-bench`).
 //! - `tandem keys|package|session|status`: client commands against a gateway
 //!   ([`commands`]), with settings from flags, env and a config file
 //!   ([`settings`]), and failures mapped to exit codes ([`fail`]).
@@ -78,6 +79,11 @@ enum Command {
     ///
     /// Example: tandem status --gateway http://127.0.0.1:8080
     Status,
+    /// Measure L2 and L1 latency and throughput on devnets it starts itself,
+    /// and write results, samples, a summary and charts.
+    ///
+    /// Example: tandem bench --quick --out /tmp/bench
+    Bench(tandem_bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -124,6 +130,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Package(c) => commands::package::run(c, &g).await,
         Command::Session(c) => commands::session::run(c, &g).await,
         Command::Status => commands::status::run(&g).await,
+        Command::Bench(args) => {
+            let me = std::env::current_exe().map_err(|e| Failure::local(e.into()))?;
+            tandem_bench::run(args, &me).await.map_err(Failure::local)
+        }
     }
 }
 
