@@ -116,6 +116,8 @@ struct InFlight {
     tx_hash: String,
     last_seq: u64,
     sent_ms: u64,
+    /// Sent while a session it depends on was in flight but not yet final.
+    optimistic: bool,
 }
 
 /// A session at this gateway.
@@ -233,6 +235,17 @@ pub struct Accepted {
     pub package: Package,
     /// The gateway's signed receipt.
     pub receipt: Receipt,
+}
+
+/// How far a dependency is (see `Ledger::dependency`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dependency {
+    /// Final on L1 (or forgotten, which only final sessions are).
+    Final,
+    /// Its last step is broadcast, not yet final.
+    InFlight,
+    /// Not yet sent whole.
+    Pending,
 }
 
 /// A batch to broadcast.
@@ -506,17 +519,18 @@ impl Ledger {
                 None => true,
                 Some(f) => now_ms.saturating_sub(f.sent_ms) >= self.config.resend_after_ms,
             })
-            .filter(|s| s.deps.iter().all(|d| self.sessions.get(d).is_none_or(|d| d.status == SessionStatus::Finalized)))
+            .filter(|s| s.deps.iter().all(|d| self.dependency(d) != Dependency::Pending))
             .map(|s| s.id)
             .collect();
         let mut out = Vec::new();
         for id in ready {
+            let optimistic = self.sessions[&id].deps.iter().any(|d| self.dependency(d) == Dependency::InFlight);
             let session = self.sessions.get_mut(&id).expect("listed above");
             if let Some(f) = &session.inflight {
                 // Re-send the very same bytes: L1 recognises a repeat as a
                 // duplicate, and the mempool as already known.
                 let (tx, last_seq) = build_batch(&self.chain_id, &self.key, session, f.last_seq);
-                session.inflight = Some(InFlight { tx_hash: f.tx_hash.clone(), last_seq, sent_ms: now_ms });
+                session.inflight = Some(InFlight { tx_hash: f.tx_hash.clone(), last_seq, sent_ms: now_ms, optimistic });
                 out.push(Outgoing { session: id, tx_hash: tx_hash(&tx), tx, last_seq });
                 continue;
             }
@@ -525,10 +539,33 @@ impl Ledger {
             let upto = last_seq.min(first + BATCH_STEPS_MAX as u64 - 1);
             let (tx, last_seq) = build_batch(&self.chain_id, &self.key, session, upto);
             let hash = tx_hash(&tx);
-            session.inflight = Some(InFlight { tx_hash: hash.clone(), last_seq, sent_ms: now_ms });
+            session.inflight = Some(InFlight { tx_hash: hash.clone(), last_seq, sent_ms: now_ms, optimistic });
             out.push(Outgoing { session: id, tx, tx_hash: hash, last_seq });
         }
         out
+    }
+
+    /// How far a session another one built on is. A dependent batch may be
+    /// sent once its dependency's last step is in flight: the dependency was
+    /// broadcast first, to the same node, and CometBFT's mempool keeps that
+    /// order into blocks. Should a block still carry them the other way
+    /// round, the dependent batch fails there (its steps start from stages
+    /// only the dependency creates), changes nothing, and is sent again —
+    /// see [`Ledger::on_block`].
+    fn dependency(&self, id: &Hash) -> Dependency {
+        match self.sessions.get(id) {
+            None => Dependency::Final,
+            Some(d) if d.status == SessionStatus::Finalized => Dependency::Final,
+            Some(d) => {
+                let last = d.steps.last().map(|s| s.signed.step.seq);
+                let covered = d.inflight.as_ref().is_some_and(|f| Some(f.last_seq) == last);
+                if d.status == SessionStatus::Committing && covered {
+                    Dependency::InFlight
+                } else {
+                    Dependency::Pending
+                }
+            }
+        }
     }
 
     /// Forget that a batch was sent (the broadcast failed), so it is sent
@@ -563,6 +600,17 @@ impl Ledger {
                     if !ours {
                         // A stale copy of one of our batches: a rejection
                         // changes no state, so nothing to do.
+                        continue;
+                    }
+                    let optimistic = self.sessions[session].inflight.as_ref().is_some_and(|f| f.optimistic);
+                    let waiting = self.sessions[session].deps.iter().any(|d| self.dependency(d) != Dependency::Final);
+                    if optimistic && waiting && rejection.code != tandem_core::Code::OutcomeMismatch {
+                        // Ahead of the session it builds on: send it again
+                        // once that one is final.
+                        tracing::debug!(session = %session, code = rejection.code.name(), "a batch landed before its dependency; re-sending");
+                        if let Some(s) = self.sessions.get_mut(session) {
+                            s.inflight = None;
+                        }
                         continue;
                     }
                     if rejection.code == tandem_core::Code::Duplicate {

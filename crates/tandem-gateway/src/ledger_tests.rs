@@ -268,3 +268,61 @@ fn a_recovered_session_resends_the_same_batch_or_is_final_if_l1_has_it() {
     assert!(matches!(l.session(&a).expect("a").status, SessionStatus::Rejected { .. }));
     assert!(l.batches_to_send(TIME_MS).is_empty());
 }
+
+#[test]
+fn a_dependent_batch_goes_out_once_its_dependency_is_in_flight_and_survives_landing_first() {
+    let mut w = World::new(LedgerConfig::default());
+    w.registered("P", 1);
+    let (op, op2) = (w.cast.operator.clone(), w.cast.operator2.clone());
+    let a = w.open(&op, 1);
+    w.step(&op, a, 1, "P", scan()).expect("scan");
+    w.ledger.request_commit(&a, TIME_MS).expect("commit a");
+    let b = w.open(&op2, 1);
+    w.step(&op2, b, 1, "P", validate()).expect("b builds on a");
+    w.ledger.request_commit(&b, TIME_MS).expect("commit b");
+    let first = w.ledger.batches_to_send(TIME_MS);
+    assert_eq!(first.iter().map(|o| o.session).collect::<Vec<_>>(), vec![a], "b waits until a is in flight");
+    let second = w.ledger.batches_to_send(TIME_MS);
+    assert_eq!(second.iter().map(|o| o.session).collect::<Vec<_>>(), vec![b], "then b follows without waiting for a block");
+
+    // The block carries them the wrong way round: b fails, a commits.
+    let (hb, rb) = w.direct(&second[0].tx);
+    assert_eq!(rb.code(), tandem_core::Code::WrongStage.number());
+    let (ha, ra) = w.direct(&first[0].tx);
+    assert_eq!(ra.code(), 0);
+    let base = w.chain.clone();
+    let events = w.ledger.on_block(&base, &ReplayedBlock { height: 2, results: vec![(hb, rb), (ha, ra)] }, TIME_MS);
+    assert!(!events.iter().any(|e| matches!(e, Event::SessionRejected { .. })), "b is retried, not rejected: {events:?}");
+    assert_eq!(w.ledger.session(&a).expect("a").status, SessionStatus::Finalized);
+    assert_eq!(w.ledger.session(&b).expect("b").status, SessionStatus::Committing);
+    assert_eq!(w.ledger.mismatches(), 0);
+    // Sent again, it lands after a and finalizes.
+    w.round(vec![]);
+    assert_eq!(w.ledger.session(&b).expect("b").status, SessionStatus::Finalized);
+    assert_eq!(w.chain.package("P").expect("P").stage, tandem_core::model::Stage::Validated);
+}
+
+#[test]
+fn a_dependent_batch_that_fails_after_its_dependency_is_final_is_rejected() {
+    let mut w = World::new(LedgerConfig::default());
+    w.registered("P", 1);
+    let (op, op2) = (w.cast.operator.clone(), w.cast.operator2.clone());
+    let a = w.open(&op, 1);
+    w.step(&op, a, 1, "P", scan()).expect("scan");
+    w.ledger.request_commit(&a, TIME_MS).expect("commit a");
+    let b = w.open(&op2, 1);
+    w.step(&op2, b, 1, "P", validate()).expect("b");
+    w.ledger.request_commit(&b, TIME_MS).expect("commit b");
+    let first = w.ledger.batches_to_send(TIME_MS);
+    let second = w.ledger.batches_to_send(TIME_MS);
+    // a lands first, then b is made to fail by a forged claim: a real rejection.
+    let (ha, ra) = w.direct(&first[0].tx);
+    let mut tx = Tx::decode(&second[0].tx).expect("tx");
+    let Tx::SessionBatch(batch) = &mut tx else { panic!("a batch") };
+    batch.body.claims[0] = Hash([7; 32]);
+    let forged = Tx::SessionBatch(batch.body.clone().sign(&w.cast.gateway)).encode();
+    let (_, rb) = w.direct(&forged);
+    let base = w.chain.clone();
+    let events = w.ledger.on_block(&base, &ReplayedBlock { height: 2, results: vec![(ha, ra), (second[0].tx_hash.clone(), rb)] }, TIME_MS);
+    assert!(events.iter().any(|e| matches!(e, Event::SessionRejected { session, .. } if *session == b)), "{events:?}");
+}
