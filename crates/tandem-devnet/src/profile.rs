@@ -55,20 +55,21 @@ const DEFAULT: &[(&str, &str)] = &[
 /// - `timeout_prevote`/`timeout_precommit = 100ms` (+50 ms per round): these start only once
 ///   +2/3 of *some* votes are in but not +2/3 for one value, i.e. while waiting for
 ///   stragglers; on loopback a straggler is late by scheduling delays, not the network.
-/// - `timeout_commit = 20ms`: the pause after a commit before the next height. On one host a
-///   consensus round itself takes 50-130 ms of CPU-bound gossip (measured), so this pause no
-///   longer needs to collect a batch: the round does. Dropping it from 100 ms to 20 ms cut the
-///   quick benchmark's session finality p50 from ~430 ms to ~380 ms and did not lower
-///   throughput. `skip_timeout_commit` stays off: it only skips once precommits from *all*
-///   validators arrived, so it helps little and makes the interval jittery.
+/// - `timeout_commit = 100ms`: the pause after a commit before the next height. It lets the
+///   mempool collect a batch (bigger, fewer blocks amortise per-block costs: ABCI round
+///   trips, fsyncs, app-hash computation) and lets the slowest node finish the previous block.
+///   On this host a consensus round itself takes 50-130 ms of CPU-bound gossip (measured).
+///   Tried and measured: 20 ms (with 2 ms gossip and flush below) cut the 4-validator session
+///   finality p50 by ~15 %, but at 13-16 validators it starved the two cores (L2 p99 up to
+///   350 ms, L1 throughput halved), so the profile keeps 100 ms. `skip_timeout_commit` stays
+///   off: it only skips once precommits from *all* validators arrived.
 /// - `create_empty_blocks_interval = 1s`: with no transactions, a node proposes an empty
 ///   block only after 1 s, instead of every ~100 ms; an idle 4-node devnet would otherwise
 ///   burn CPU (and disk) producing ~10 empty blocks a second. A transaction in the mempool
 ///   (or an app-hash change, which needs a proof block) still triggers a block at once.
-/// - `peer_gossip_sleep_duration = 2ms`: how long a gossip routine sleeps when it has
-///   nothing new to send a peer; at 100 ms each missing vote or block part can add 100 ms,
-///   and a round has several such hops. 2 ms (from 10 ms) took another ~40 ms off finality.
-/// - `p2p.flush_throttle_timeout = 2ms`: how long a connection buffers small messages
+/// - `peer_gossip_sleep_duration = 10ms`: how long a gossip routine sleeps when it has
+///   nothing new to send a peer; at 100 ms each missing vote or block part can add 100 ms.
+/// - `p2p.flush_throttle_timeout = 10ms`: how long a connection buffers small messages
 ///   before flushing; at 100 ms every vote would sit in a buffer for up to 100 ms.
 /// - `p2p.send_rate`/`recv_rate = 20 MB/s` (from 5 MB/s): per-connection rate limits; at
 ///   5 MB/s gossiping one full 1 MB block to each peer alone takes ~200 ms.
@@ -79,11 +80,11 @@ pub const TUNED: &[(&str, &str)] = &[
     ("consensus.timeout_prevote_delta", "50ms"),
     ("consensus.timeout_precommit", "100ms"),
     ("consensus.timeout_precommit_delta", "50ms"),
-    ("consensus.timeout_commit", "20ms"),
+    ("consensus.timeout_commit", "100ms"),
     ("consensus.create_empty_blocks", "true"),
     ("consensus.create_empty_blocks_interval", "1s"),
-    ("consensus.peer_gossip_sleep_duration", "2ms"),
-    ("p2p.flush_throttle_timeout", "2ms"),
+    ("consensus.peer_gossip_sleep_duration", "10ms"),
+    ("p2p.flush_throttle_timeout", "10ms"),
     ("p2p.send_rate", "20971520"),
     ("p2p.recv_rate", "20971520"),
 ];

@@ -186,7 +186,7 @@ fn tuned_is_faster_than_default() {
             .expect("key")
     };
     assert_eq!(get(Profile::Default, "consensus.timeout_commit"), "1s");
-    assert_eq!(get(Profile::Tuned, "consensus.timeout_commit"), "20ms");
+    assert_eq!(get(Profile::Tuned, "consensus.timeout_commit"), "100ms");
     assert_eq!(get(Profile::Tuned, "consensus.timeout_propose"), "500ms");
 }
 
