@@ -459,13 +459,18 @@ pub fn apply_batch(
         outcomes.push(outcome);
     }
     let writes = overlay.into_writes();
+    write_back(state, writes);
+    Ok(outcomes)
+}
+
+/// Apply an inner overlay's writes to the state beneath it.
+fn write_back(state: &mut impl KvWrite, writes: crate::kv::WriteSet) {
     for (k, v) in writes {
         match v {
             Some(v) => state.put(k, v),
             None => state.delete(k),
         }
     }
-    Ok(outcomes)
 }
 
 /// Decide one step sent straight to L1. The session must have no gateway.
@@ -492,12 +497,8 @@ pub fn apply_direct(state: &mut impl KvWrite, ctx: &Ctx<'_>, direct: &DirectStep
         _ => {}
     }
     let outcome = apply(&mut overlay, ctx, &direct.step)?;
-    for (k, v) in overlay.into_writes() {
-        match v {
-            Some(v) => state.put(k, v),
-            None => state.delete(k),
-        }
-    }
+    let writes = overlay.into_writes();
+    write_back(state, writes);
     Ok(outcome)
 }
 
@@ -600,13 +601,19 @@ impl TxResult {
     }
 }
 
+/// The rejection for bytes that are not a transaction.
+fn decode_rejection(e: crate::message::DecodeError) -> Rejection {
+    let code = match e {
+        crate::message::DecodeError::TooLarge(_) => Code::TooLarge,
+        crate::message::DecodeError::Malformed(_) => Code::Malformed,
+    };
+    Rejection::new(code, e.to_string())
+}
+
 /// Check a transaction's bytes without state: size, encoding, and every
 /// signature in it. What L1's `CheckTx` runs before admitting to the mempool.
 pub fn check_stateless(bytes: &[u8]) -> Result<Tx, Rejection> {
-    let tx = Tx::decode(bytes).map_err(|e| match e {
-        crate::message::DecodeError::TooLarge(_) => Rejection::new(Code::TooLarge, e.to_string()),
-        crate::message::DecodeError::Malformed(_) => Rejection::new(Code::Malformed, e.to_string()),
-    })?;
+    let tx = Tx::decode(bytes).map_err(decode_rejection)?;
     let bad = |what: &str| Rejection::new(Code::BadSignature, format!("the {what} signature does not verify"));
     let check_open = |o: &Option<SignedSessionOpen>| match o {
         Some(o) if !o.open.owner.verify(Domain::SessionOpen, &o.open, &o.signature) => Err(bad("open request's")),
@@ -644,13 +651,7 @@ pub fn check_stateless(bytes: &[u8]) -> Result<Tx, Rejection> {
 pub fn execute(state: &mut impl KvWrite, ctx: &Ctx<'_>, bytes: &[u8]) -> TxResult {
     let tx = match Tx::decode(bytes) {
         Ok(tx) => tx,
-        Err(e) => {
-            let code = match e {
-                crate::message::DecodeError::TooLarge(_) => Code::TooLarge,
-                crate::message::DecodeError::Malformed(_) => Code::Malformed,
-            };
-            return TxResult::Rejected { session: None, index: None, rejection: Rejection::new(code, e.to_string()) };
-        }
+        Err(e) => return TxResult::Rejected { session: None, index: None, rejection: decode_rejection(e) },
     };
     match tx {
         Tx::SessionBatch(batch) => match apply_batch(state, ctx, &batch) {

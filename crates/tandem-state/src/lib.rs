@@ -219,14 +219,7 @@ impl Storage {
             let mut meta = txn.open_table(META).map_err(StorageError::db)?;
             // Check against the transaction's own view, not the cache: only
             // one write transaction runs at a time, so this is authoritative.
-            let height = match meta.get(tables::META_HEIGHT).map_err(StorageError::db)? {
-                Some(v) => tables::decode_u64(v.value(), "height")?,
-                None => return Err(StorageError::Corrupt("height record missing".into())),
-            };
-            let app_hash = match meta.get(tables::META_APP_HASH).map_err(StorageError::db)? {
-                Some(v) => tables::decode_hash(v.value())?,
-                None => return Err(StorageError::Corrupt("app hash record missing".into())),
-            };
+            let (height, app_hash) = tables::read_meta(&meta)?;
             if height.checked_add(1) != Some(pending.height) {
                 return Err(StorageError::HeightMismatch {
                     expected: height.saturating_add(1),

@@ -61,14 +61,7 @@ impl std::fmt::Debug for Hex<'_> {
 impl Snapshot {
     pub(crate) fn from_txn(txn: ReadTransaction) -> Result<Self, StorageError> {
         let meta = txn.open_table(META).map_err(StorageError::db)?;
-        let height = match meta.get(tables::META_HEIGHT).map_err(StorageError::db)? {
-            Some(v) => tables::decode_u64(v.value(), "height")?,
-            None => return Err(StorageError::Corrupt("height record missing".into())),
-        };
-        let app_hash = match meta.get(tables::META_APP_HASH).map_err(StorageError::db)? {
-            Some(v) => tables::decode_hash(v.value())?,
-            None => return Err(StorageError::Corrupt("app hash record missing".into())),
-        };
+        let (height, app_hash) = tables::read_meta(&meta)?;
         let inner = Tables {
             height,
             app_hash,

@@ -100,6 +100,19 @@ pub(crate) fn encode_stale_key(since: Version, key: &NodeKey) -> Result<Vec<u8>,
     Ok(out)
 }
 
+/// The committed (height, app hash) from the meta table, in any transaction.
+pub(crate) fn read_meta(meta: &impl redb::ReadableTable<&'static str, &'static [u8]>) -> Result<(u64, [u8; 32]), StorageError> {
+    let height = match meta.get(META_HEIGHT).map_err(StorageError::db)? {
+        Some(v) => decode_u64(v.value(), "height")?,
+        None => return Err(StorageError::Corrupt("height record missing".into())),
+    };
+    let app_hash = match meta.get(META_APP_HASH).map_err(StorageError::db)? {
+        Some(v) => decode_hash(v.value())?,
+        None => return Err(StorageError::Corrupt("app hash record missing".into())),
+    };
+    Ok((height, app_hash))
+}
+
 pub(crate) fn decode_u64(bytes: &[u8], what: &str) -> Result<u64, StorageError> {
     let arr: [u8; 8] = bytes
         .try_into()
