@@ -77,8 +77,12 @@ impl Devnet {
         Self::start_with(layout, cometbft, AppMode::Tandem(tandem_bin.to_owned()))
     }
 
-    /// Starts every node with the given app mode.
+    /// Starts every node with the given app mode. Fails before starting anything if another
+    /// process already listens on one of the devnet's addresses (see [`crate::ensure_free`]).
     pub fn start_with(layout: &Layout, cometbft: &Path, app: AppMode) -> anyhow::Result<Devnet> {
+        // Only here, at the first start: a node or app restarted after a kill gets its own
+        // sockets back (SO_REUSEADDR), and its peers' sockets are theirs.
+        crate::ports::ensure_free(&crate::ports::listen_addrs(layout, &app)?)?;
         let devnet = Devnet {
             layout: layout.clone(),
             cometbft: cometbft.to_owned(),

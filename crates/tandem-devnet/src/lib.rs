@@ -9,7 +9,8 @@
 //! - [`ensure_cometbft`] finds (or `go install`s) the pinned CometBFT binary;
 //! - [`generate`] writes homes, configs, a shared genesis with demo identities, and a
 //!   [`Layout`] (persisted as `devnet.json`);
-//! - [`Devnet::start`] runs the processes and supervises them (kill/restart for fault tests);
+//! - [`Devnet::start`] checks that no other process holds its addresses ([`ensure_free`]),
+//!   runs the processes and supervises them (kill/restart for fault tests);
 //! - [`cli`] is the glue for `tandem up` / `tandem down`.
 
 pub mod cli;
@@ -18,6 +19,7 @@ mod generate;
 mod install;
 mod keys;
 mod layout;
+mod ports;
 mod profile;
 pub mod rpc;
 
@@ -27,4 +29,5 @@ pub use generate::{generate, DevnetSpec};
 pub use install::{cometbft_version, default_tools_dir, ensure_cometbft, COMETBFT_VERSION};
 pub use keys::{load_keys, DemoKey, DEMO_IDENTITIES};
 pub use layout::{Layout, NodeLayout};
+pub use ports::ensure_free;
 pub use profile::{timeouts, Profile};

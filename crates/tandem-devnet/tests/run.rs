@@ -1,8 +1,9 @@
 //! Tests that run real processes: 4 CometBFT validators with CometBFT's built-in `kvstore`
 //! app under both profiles, and app-process supervision with a stand-in `tandem` script.
 //!
-//! Each test uses its own loopback range (127.0.251.x, 127.0.252.x, 127.0.253.x) so they can
-//! run in parallel; every `Devnet` stops its processes on drop, also when an assertion panics.
+//! Each test uses its own loopback range (127.0.251.x, 127.0.252.x, 127.0.253.x, 127.0.99.x)
+//! so they can run in parallel; every `Devnet` stops its processes on drop, also when an
+//! assertion panics.
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
@@ -138,6 +139,40 @@ async fn four_kvstore_nodes_with_tuned_profile_are_fast_and_survive_a_crash() {
     for pid in pids {
         assert!(!alive(pid), "pid {pid} survived the devnet's drop");
     }
+}
+
+#[test]
+fn refuses_to_start_where_another_process_listens() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (layout, cometbft) = gen(tmp.path(), Profile::Tuned, Ipv4Addr::new(127, 0, 99, 11));
+    let app = stand_in_app(tmp.path());
+    // A leftover of an earlier run: something still listens on node 2's ABCI address and
+    // node 3's RPC address.
+    let abci = std::net::TcpListener::bind("127.0.99.13:26658").expect("bind abci");
+    let rpc = std::net::TcpListener::bind("127.0.99.14:26657").expect("bind rpc");
+    let err = match Devnet::start(&layout, &cometbft, &app) {
+        Ok(_) => panic!("started on busy addresses"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("127.0.99.13:26658"), "{err}");
+    assert!(err.contains("127.0.99.14:26657"), "{err}");
+    assert!(err.contains("another devnet or process"), "{err}");
+    assert!(
+        !err.contains("127.0.99.11:"),
+        "free addresses are not named: {err}"
+    );
+    // Nothing was started, so no node wrote a log.
+    assert!(!layout.nodes[0].cometbft_log.exists());
+    assert!(!layout.nodes[0].app_log.exists());
+
+    // With the kvstore app, no app listens on the ABCI address; only CometBFT's count.
+    let err = match Devnet::start_with(&layout, &cometbft, AppMode::BuiltinKvstore) {
+        Ok(_) => panic!("started on a busy address"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("127.0.99.14:26657"), "{err}");
+    assert!(!err.contains("127.0.99.13:26658"), "{err}");
+    drop((abci, rpc));
 }
 
 /// A stand-in for the `tandem` binary: logs its arguments and one env var, then idles until
