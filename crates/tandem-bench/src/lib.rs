@@ -379,11 +379,8 @@ async fn measure_point(
         key_of.insert(k.name.clone(), secret(&k.secret_key)?);
     }
     let key = |n: &str| key_of.get(n).cloned().with_context(|| format!("no demo key {n}"));
-    let keys = Keys {
-        suppliers: [key("supplier-1")?, key("supplier-2")?],
-        operator: key("operator-1")?,
-        courier: key("courier-1")?.public(),
-    };
+    let keys =
+        Keys { suppliers: [key("supplier-1")?, key("supplier-2")?], operator: key("operator-1")?, courier: key("courier-1")?.public() };
 
     // The gateway, in this process, on a free port of this point's range.
     let mut config = tandem_gateway::service::GatewayConfig::new(tmp.path().join("gateway"), key("gateway-1")?);
@@ -463,7 +460,14 @@ async fn measure_point(
         for (a, b) in after.iter().zip(before.iter()) {
             if let (Some(x), Some(y)) = (a.3, b.3) {
                 let cpu = x.cpu_s - y.cpu_s;
-                row.resources.push(ProcUse { kind: a.0.clone(), node: a.1, pid: a.2, cpu_s: cpu, cpu_cores: cpu / wall, peak_rss_mb: x.peak_rss_mb });
+                row.resources.push(ProcUse {
+                    kind: a.0.clone(),
+                    node: a.1,
+                    pid: a.2,
+                    cpu_s: cpu,
+                    cpu_cores: cpu / wall,
+                    peak_rss_mb: x.peak_rss_mb,
+                });
             }
         }
         anyhow::Ok(())

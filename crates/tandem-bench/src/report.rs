@@ -35,14 +35,17 @@ fn f(v: f64) -> String {
 
 /// Writes every output file into `out`.
 pub fn write_all(out: &Path, results: &Results, samples: &[(usize, String, Sample)]) -> anyhow::Result<()> {
-    let w = |name: &str, text: String| std::fs::write(out.join(name), text).with_context(|| format!("writing {}", out.join(name).display()));
+    let w =
+        |name: &str, text: String| std::fs::write(out.join(name), text).with_context(|| format!("writing {}", out.join(name).display()));
     w("results.json", serde_json::to_string_pretty(results)? + "\n")?;
     let mut csv = String::from("validators,profile,phase,kind,iteration,latency_ms\n");
     for (v, p, s) in samples {
         let _ = writeln!(csv, "{v},{p},{},{},{},{:.4}", s.phase, s.kind, s.iteration, s.ms);
     }
     w("samples.csv", csv)?;
-    let mut csv = String::from("validators,profile,concurrency,window_s,steps_ok,errors,l2_steps_per_s,l1_steps_per_s,drain_s,p50_ms,p95_ms,p99_ms,max_ms\n");
+    let mut csv = String::from(
+        "validators,profile,concurrency,window_s,steps_ok,errors,l2_steps_per_s,l1_steps_per_s,drain_s,p50_ms,p95_ms,p99_ms,max_ms\n",
+    );
     for r in &results.rows {
         for l in &r.ramp {
             let errs: u64 = l.errors.values().sum();
@@ -50,7 +53,18 @@ pub fn write_all(out: &Path, results: &Results, samples: &[(usize, String, Sampl
             let _ = writeln!(
                 csv,
                 "{},{},{},{:.3},{},{errs},{:.1},{:.1},{:.3},{:.4},{:.4},{:.4},{:.4}",
-                r.validators, r.profile, l.concurrency, l.window_s, l.steps_ok, l.l2_steps_per_s, l.l1_steps_per_s, l.drain_s, m.p50, m.p95, m.p99, m.max
+                r.validators,
+                r.profile,
+                l.concurrency,
+                l.window_s,
+                l.steps_ok,
+                l.l2_steps_per_s,
+                l.l1_steps_per_s,
+                l.drain_s,
+                m.p50,
+                m.p95,
+                m.p99,
+                m.max
             );
         }
     }
@@ -97,9 +111,24 @@ fn charts(r: &Results) -> Vec<(&'static str, Chart)> {
         let name = format!("{} val, {}", row.validators, row.profile);
         let color = COLORS[i % COLORS.len()];
         let dashed = i >= COLORS.len();
-        load_lat.push(Series { label: format!("{name} p50"), color, dashed, points: row.ramp.iter().map(|l| (l.concurrency as f64, l.latency_ms.p50)).collect() });
-        load_thr.push(Series { label: format!("{name} L2"), color, dashed: false, points: row.ramp.iter().map(|l| (l.concurrency as f64, l.l2_steps_per_s)).collect() });
-        load_thr.push(Series { label: format!("{name} L1"), color, dashed: true, points: row.ramp.iter().map(|l| (l.concurrency as f64, l.l1_steps_per_s)).collect() });
+        load_lat.push(Series {
+            label: format!("{name} p50"),
+            color,
+            dashed,
+            points: row.ramp.iter().map(|l| (l.concurrency as f64, l.latency_ms.p50)).collect(),
+        });
+        load_thr.push(Series {
+            label: format!("{name} L2"),
+            color,
+            dashed: false,
+            points: row.ramp.iter().map(|l| (l.concurrency as f64, l.l2_steps_per_s)).collect(),
+        });
+        load_thr.push(Series {
+            label: format!("{name} L1"),
+            color,
+            dashed: true,
+            points: row.ramp.iter().map(|l| (l.concurrency as f64, l.l1_steps_per_s)).collect(),
+        });
     }
     vec![
         (
@@ -187,7 +216,7 @@ fn targets(r: &Results) -> Vec<[String; 5]> {
             paper_ratio(*v).into(),
             "≥ 100×".into(),
             ours.map_or("–".into(), |o| format!("{}×", f(o))),
-            ours.map_or(nm(), |o| verdict(o >= 100.0, format!("{}% of the target", f(o))))
+            ours.map_or(nm(), |o| verdict(o >= 100.0, format!("{}% of the target", f(o)))),
         ]);
     }
     // 4. Workflow at 16.
@@ -262,8 +291,22 @@ fn readme(r: &Results) -> String {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}× |",
-            x.validators, x.profile, f(a.p50), f(a.p95), f(a.p99), f(a.max), a.n, f(x.commit_ack_ms.p50), f(fi.p50), f(fi.p95), f(fi.p99),
-            f(d.p50), f(d.p95), f(d.p99), f(x.workflow_ms.p50), f(x.ratio_l1_over_l2_p50)
+            x.validators,
+            x.profile,
+            f(a.p50),
+            f(a.p95),
+            f(a.p99),
+            f(a.max),
+            a.n,
+            f(x.commit_ack_ms.p50),
+            f(fi.p50),
+            f(fi.p95),
+            f(fi.p99),
+            f(d.p50),
+            f(d.p95),
+            f(d.p99),
+            f(x.workflow_ms.p50),
+            f(x.ratio_l1_over_l2_p50)
         );
     }
     let _ = writeln!(s, "\n![latency vs validators](latency_vs_validators.svg)\n");
@@ -284,8 +327,15 @@ fn readme(r: &Results) -> String {
             let _ = writeln!(
                 s,
                 "| {v} | ours, {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                x.profile, f(k("register")), f(k("open")), f(k("scan")), f(k("validate")), f(k("qc")), f(k("label")),
-                f(x.session_finality_ms.mean), f(x.workflow_ms.mean)
+                x.profile,
+                f(k("register")),
+                f(k("open")),
+                f(k("scan")),
+                f(k("validate")),
+                f(k("qc")),
+                f(k("label")),
+                f(x.session_finality_ms.mean),
+                f(x.workflow_ms.mean)
             );
         }
     }
@@ -293,7 +343,17 @@ fn readme(r: &Results) -> String {
     let _ = writeln!(s, "| validators | profile | register | scan | validate | QC | label |\n|---|---|---|---|---|---|---|");
     for x in &r.rows {
         let k = |n: &str| x.l1_direct_by_kind_ms.get(n).map_or(f64::NAN, |p| p.mean);
-        let _ = writeln!(s, "| {} | {} | {} | {} | {} | {} | {} |", x.validators, x.profile, f(k("register")), f(k("scan")), f(k("validate")), f(k("qc")), f(k("label")));
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            x.validators,
+            x.profile,
+            f(k("register")),
+            f(k("scan")),
+            f(k("validate")),
+            f(k("qc")),
+            f(k("label"))
+        );
     }
 
     let _ = writeln!(s, "\n## Throughput ramp\n");
@@ -311,11 +371,24 @@ fn readme(r: &Results) -> String {
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} | {:.2} | {} | {} | {} |",
-                x.validators, x.profile, l.concurrency, f(l.l2_steps_per_s), f(l.l1_steps_per_s), l.drain_s, f(l.latency_ms.p50), f(l.latency_ms.p99),
+                x.validators,
+                x.profile,
+                l.concurrency,
+                f(l.l2_steps_per_s),
+                f(l.l1_steps_per_s),
+                l.drain_s,
+                f(l.latency_ms.p50),
+                f(l.latency_ms.p99),
                 if errs.is_empty() { "0".into() } else { errs.join(", ") }
             );
         }
-        let _ = writeln!(s, "| {} | {} | knee: {} | | | | | | |", x.validators, x.profile, x.knee_concurrency.map_or("not reached".into(), |k| k.to_string()));
+        let _ = writeln!(
+            s,
+            "| {} | {} | knee: {} | | | | | | |",
+            x.validators,
+            x.profile,
+            x.knee_concurrency.map_or("not reached".into(), |k| k.to_string())
+        );
     }
     let _ = writeln!(s, "\n![latency vs load](latency_vs_load.svg)\n\n![throughput vs load](throughput_vs_load.svg)\n");
 
@@ -332,7 +405,15 @@ fn readme(r: &Results) -> String {
         let _ = writeln!(
             s,
             "| {} | {} | {:.0} | {} | {} | {} | {} | {} | {} |",
-            x.validators, x.profile, x.wall_s, f(sum("gateway+clients")), f(max("gateway+clients")), f(sum("app")), f(max("app")), f(sum("cometbft")), f(max("cometbft"))
+            x.validators,
+            x.profile,
+            x.wall_s,
+            f(sum("gateway+clients")),
+            f(max("gateway+clients")),
+            f(sum("app")),
+            f(max("app")),
+            f(sum("cometbft")),
+            f(max("cometbft"))
         );
     }
 
@@ -343,7 +424,8 @@ fn readme(r: &Results) -> String {
             let _ = writeln!(s, "- **{p}**: {}", kv.join(", "));
         }
     }
-    let errs: Vec<String> = r.rows.iter().flat_map(|x| x.errors.iter().map(move |e| format!("- {} validators, {}: {e}", x.validators, x.profile))).collect();
+    let errs: Vec<String> =
+        r.rows.iter().flat_map(|x| x.errors.iter().map(move |e| format!("- {} validators, {}: {e}", x.validators, x.profile))).collect();
     if !errs.is_empty() {
         let _ = writeln!(s, "\n## Failures\n\n{}", errs.join("\n"));
     }
@@ -360,8 +442,16 @@ pub fn summary_table(r: &Results) -> String {
         let _ = writeln!(
             s,
             "{:>4} {:>8} | {:>8} {:>8} | {:>9} | {:>9} | {:>9} | {:>7}× | {:>9} {:>9}",
-            x.validators, x.profile, f(x.l2_step_ms.p50), f(x.l2_step_ms.p99), f(x.session_finality_ms.p50), f(x.l1_direct_step_ms.p50),
-            f(x.workflow_ms.p50), f(x.ratio_l1_over_l2_p50), f(x.l2_steps_per_s_max), f(x.l1_steps_per_s_max)
+            x.validators,
+            x.profile,
+            f(x.l2_step_ms.p50),
+            f(x.l2_step_ms.p99),
+            f(x.session_finality_ms.p50),
+            f(x.l1_direct_step_ms.p50),
+            f(x.workflow_ms.p50),
+            f(x.ratio_l1_over_l2_p50),
+            f(x.l2_steps_per_s_max),
+            f(x.l1_steps_per_s_max)
         );
     }
     s

@@ -72,16 +72,32 @@ impl Chart {
         let ys: Vec<f64> = self.series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).collect();
         let (x0, x1, xt) = axis(&xs, self.log_x);
         let (y0, y1, yt) = axis(&ys, self.log_y);
-        let f = |v: f64, lo: f64, hi: f64, log: bool| if log { (v.log10() - lo.log10()) / (hi.log10() - lo.log10()) } else { (v - lo) / (hi - lo) };
+        let f = |v: f64, lo: f64, hi: f64, log: bool| {
+            if log {
+                (v.log10() - lo.log10()) / (hi.log10() - lo.log10())
+            } else {
+                (v - lo) / (hi - lo)
+            }
+        };
         let px = |x: f64| L + f(x, x0, x1, self.log_x) * (W - L - R);
         let py = |y: f64| H - B - f(y, y0, y1, self.log_y) * (H - T - B);
         let mut s = String::new();
-        let _ = writeln!(s, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#);
+        let _ = writeln!(
+            s,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
+        );
         let _ = writeln!(s, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
         let _ = writeln!(s, r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#, (L + W - R) / 2.0, esc(&self.title));
         for t in &yt {
             let y = py(*t);
-            let _ = writeln!(s, r##"<line x1="{L}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##, W - R, L - 6.0, y + 4.0, fmt_tick(*t));
+            let _ = writeln!(
+                s,
+                r##"<line x1="{L}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
+                W - R,
+                L - 6.0,
+                y + 4.0,
+                fmt_tick(*t)
+            );
         }
         let mut xticks = xt.clone();
         if self.log_x {
@@ -92,11 +108,23 @@ impl Chart {
         }
         for t in &xticks {
             let x = px(*t);
-            let _ = writeln!(s, r##"<line x1="{x:.1}" y1="{T}" x2="{x:.1}" y2="{:.1}" stroke="#eee"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##, H - B, H - B + 16.0, fmt_tick(*t));
+            let _ = writeln!(
+                s,
+                r##"<line x1="{x:.1}" y1="{T}" x2="{x:.1}" y2="{:.1}" stroke="#eee"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
+                H - B,
+                H - B + 16.0,
+                fmt_tick(*t)
+            );
         }
         let _ = writeln!(s, r##"<rect x="{L}" y="{T}" width="{:.1}" height="{:.1}" fill="none" stroke="#444"/>"##, W - L - R, H - T - B);
         let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#, (L + W - R) / 2.0, H - 12.0, esc(&self.x_label));
-        let _ = writeln!(s, r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">{}</text>"#, (T + H - B) / 2.0, (T + H - B) / 2.0, esc(&self.y_label));
+        let _ = writeln!(
+            s,
+            r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">{}</text>"#,
+            (T + H - B) / 2.0,
+            (T + H - B) / 2.0,
+            esc(&self.y_label)
+        );
         for (i, se) in self.series.iter().enumerate() {
             let pts: Vec<String> = se
                 .points
@@ -114,7 +142,15 @@ impl Chart {
             }
             let ly = T + 10.0 + 18.0 * i as f64;
             let lx = W - R + 12.0;
-            let _ = writeln!(s, r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{}" stroke-width="2"{dash}/><text x="{}" y="{}">{}</text>"#, lx + 24.0, se.color, lx + 30.0, ly + 4.0, esc(&se.label));
+            let _ = writeln!(
+                s,
+                r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{}" stroke-width="2"{dash}/><text x="{}" y="{}">{}</text>"#,
+                lx + 24.0,
+                se.color,
+                lx + 30.0,
+                ly + 4.0,
+                esc(&se.label)
+            );
         }
         s.push_str("</svg>\n");
         s

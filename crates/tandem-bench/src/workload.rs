@@ -223,7 +223,13 @@ pub async fn l2_extra_steps(client: &Client, keys: &Keys, pkgs: &Packages, n: us
 
 /// The same five steps as the L2 workflow, each its own transaction through
 /// `POST /v1/l1/steps` (answered once it is in a committed block).
-pub async fn l1_direct_workflow(client: &Client, keys: &Keys, pkgs: &Packages, iteration: usize, out: &mut Vec<Sample>) -> anyhow::Result<()> {
+pub async fn l1_direct_workflow(
+    client: &Client,
+    keys: &Keys,
+    pkgs: &Packages,
+    iteration: usize,
+    out: &mut Vec<Sample>,
+) -> anyhow::Result<()> {
     let pkg = pkgs.next();
     let lines = vec![line("SKU-1", "valves", 12)];
     let supplier = &keys.suppliers[iteration % 2];

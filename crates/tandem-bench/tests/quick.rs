@@ -30,8 +30,22 @@ async fn quick_mode_writes_well_formed_results() {
     let out = tempfile::tempdir().expect("tempdir");
     let o = out.path().to_str().expect("utf-8 path");
     let cli = Cli::try_parse_from([
-        "bench", "--quick", "--iterations", "1", "--l2-steps", "20", "--l1-iterations", "1", "--concurrency", "4", "--ramp-secs", "0.5",
-        "--base-ip", "127.0.41.1", "--out", o,
+        "bench",
+        "--quick",
+        "--iterations",
+        "1",
+        "--l2-steps",
+        "20",
+        "--l1-iterations",
+        "1",
+        "--concurrency",
+        "4",
+        "--ramp-secs",
+        "0.5",
+        "--base-ip",
+        "127.0.41.1",
+        "--out",
+        o,
     ])
     .expect("arguments");
     tandem_bench::run(cli.bench, &tandem_bin()).await.expect("bench --quick");

@@ -181,8 +181,7 @@ async fn up_with_devnet(args: &UpArgs, layout: &tandem_devnet::Layout, json: boo
             let shutdown = async {
                 let _ = server_stopped.await;
             };
-            serve_gateway(urls, data, key, &listen, tandem_gateway::ledger::LedgerConfig::default(), demo_keys, shutdown)
-                .await
+            serve_gateway(urls, data, key, &listen, tandem_gateway::ledger::LedgerConfig::default(), demo_keys, shutdown).await
         }
     });
 

@@ -84,8 +84,8 @@ impl GlobalArgs {
                 None => return Ok(ConfigFile::default()),
             },
         };
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| Failure::new(EXIT_LOCAL, "bad_config", format!("{}: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| Failure::new(EXIT_LOCAL, "bad_config", format!("{}: {e}", path.display())))?;
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         ConfigFile::parse(&text, &dir).map_err(|e| Failure::new(EXIT_LOCAL, "bad_config", format!("{}: {e}", path.display())))
     }

@@ -118,16 +118,32 @@ async fn every_client_command_against_a_real_gateway() {
     assert_eq!(st["chain_id"].as_str(), Some(net.layout.chain_id.as_str()));
 
     // A supplier registers through a gateway session, waited for until final.
-    let reg = ok(tandem(&["package", "register", "--key", &sup, "--id", "CLI-1", "--line", "SKU-1:valves:12", "--line", "SKU-2:gaskets: grey:3"]));
+    let reg = ok(tandem(&[
+        "package",
+        "register",
+        "--key",
+        &sup,
+        "--id",
+        "CLI-1",
+        "--line",
+        "SKU-1:valves:12",
+        "--line",
+        "SKU-2:gaskets: grey:3",
+    ]));
     assert!(reg.stdout.contains("registered CLI-1 (2 lines") && reg.stdout.contains("final at L1 height"), "{reg:?}");
     fails(tandem(&["package", "register", "--key", &sup, "--id", "CLI-1", "--line", "SKU-1:valves:12"]), 2, "package_exists");
     // ... and directly on L1.
-    let direct = ok(tandem(&["package", "register", "--key", &sup, "--id", "CLI-2", "--line", "SKU-9:pumps:1", "--direct", "--json"])).json();
+    let direct =
+        ok(tandem(&["package", "register", "--key", &sup, "--id", "CLI-2", "--line", "SKU-9:pumps:1", "--direct", "--json"])).json();
     assert!(direct["l1_height"].as_u64().is_some(), "{direct}");
 
     // A supplier may not scan: refused by the gateway, exit 2.
     let s_sup = ok(tandem(&["session", "open", "--key", &sup])).stdout.trim().to_string();
-    fails(tandem(&["session", "step", "--key", &sup, "--session", &s_sup, "--package", "CLI-1", "scan", "--station", "DOCK-1"]), 2, "role_denied");
+    fails(
+        tandem(&["session", "step", "--key", &sup, "--session", &s_sup, "--package", "CLI-1", "scan", "--station", "DOCK-1"]),
+        2,
+        "role_denied",
+    );
 
     // The operator's session: the sequence comes from the gateway each time.
     let s_op = ok(tandem(&["session", "open", "--key", &op, "--json"])).json()["session_id"].as_str().expect("id").to_string();
@@ -159,14 +175,29 @@ async fn every_client_command_against_a_real_gateway() {
 
     // The courier delivers; commit without waiting, then with --wait --json.
     let s_c = ok(tandem(&["session", "open", "--key", &courier])).stdout.trim().to_string();
-    let out = ok(tandem(&["session", "step", "--key", &courier, "--session", &s_c, "--package", "CLI-1", "deliver", "--recipient", "front desk"]));
+    let out = ok(tandem(&[
+        "session",
+        "step",
+        "--key",
+        &courier,
+        "--session",
+        &s_c,
+        "--package",
+        "CLI-1",
+        "deliver",
+        "--recipient",
+        "front desk",
+    ]));
     assert!(out.stdout.contains("-> delivered"), "{out:?}");
     let c = ok(tandem(&["session", "commit", "--session", &s_c])).stdout;
     assert!(c.contains("committing") || c.contains("finalized"), "{c}");
     let fin = ok(tandem(&["session", "commit", "--session", &s_c, "--wait", "--json"])).json();
     assert_eq!(fin["status"]["state"], "finalized", "{fin}");
     // A committed session takes no more steps.
-    assert_eq!(tandem(&["session", "step", "--key", &courier, "--session", &s_c, "--package", "CLI-1", "deliver", "--recipient", "x"]).code, 2);
+    assert_eq!(
+        tandem(&["session", "step", "--key", &courier, "--session", &s_c, "--package", "CLI-1", "deliver", "--recipient", "x"]).code,
+        2
+    );
 
     // The package, text and JSON.
     let pkg = ok(tandem(&["package", "show", "CLI-1"]));

@@ -101,7 +101,8 @@ async fn every_step_acknowledged_before_a_gateway_sigkill_is_finalized_exactly_o
     let net = Net::start(4, 24).await;
     let dir = tempfile::tempdir().expect("tempdir");
     // No automatic commits: what happens is driven by the test.
-    let mut gw = GatewayProc::start(&net, dir.path(), "127.0.24.100:8080", &["--auto-commit-idle-ms", "600000", "--auto-commit-steps", "1000"]);
+    let mut gw =
+        GatewayProc::start(&net, dir.path(), "127.0.24.100:8080", &["--auto-commit-idle-ms", "600000", "--auto-commit-steps", "1000"]);
     gw.wait_ready(&net.http).await;
     let c = Client { http: &net.http, url: gw.url.clone(), chain: net.layout.chain_id.clone(), gateway: net.key("gateway-1").clone() };
     let (sup, sup2) = (net.key("supplier-1").clone(), net.key("supplier-2").clone());

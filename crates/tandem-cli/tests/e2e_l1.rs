@@ -25,27 +25,13 @@ fn manifest(chain: &str, package: &str) -> Manifest {
 }
 
 fn signed_step(chain: &str, key: &SecretKey, session: Hash, seq: u64, package: &str, action: Action) -> SignedStep {
-    Step {
-        chain_id: chain.into(),
-        session,
-        seq,
-        actor: key.public(),
-        package_id: package.into(),
-        action,
-        client_time_ms: now_ms(),
-    }
-    .sign(key)
+    Step { chain_id: chain.into(), session, seq, actor: key.public(), package_id: package.into(), action, client_time_ms: now_ms() }
+        .sign(key)
 }
 
 fn open(chain: &str, owner: &SecretKey, gateway: Option<&SecretKey>, nonce: u64) -> SignedSessionOpen {
-    SessionOpen {
-        chain_id: chain.into(),
-        owner: owner.public(),
-        gateway: gateway.map(|g| g.public()),
-        nonce,
-        client_time_ms: now_ms(),
-    }
-    .sign(owner)
+    SessionOpen { chain_id: chain.into(), owner: owner.public(), gateway: gateway.map(|g| g.public()), nonce, client_time_ms: now_ms() }
+        .sign(owner)
 }
 
 /// The supplier registers `package` as a direct L1 step.
@@ -151,8 +137,14 @@ async fn a_devnet_finalizes_direct_steps_and_session_batches_and_refuses_bad_inp
 
     // An overlapping checkpoint of the same session is a duplicate.
     let mut more = steps.clone();
-    more.push(signed_step(&net.layout.chain_id, net.key("operator-1"), session, 5, "PKG-1",
-        Action::Handover { courier: net.key("courier-1").public() }));
+    more.push(signed_step(
+        &net.layout.chain_id,
+        net.key("operator-1"),
+        session,
+        5,
+        "PKG-1",
+        Action::Handover { courier: net.key("courier-1").public() },
+    ));
     let mut more_claims = claims.clone();
     more_claims.push(Hash([0; 32]));
     let (_, code, data, _) = net.submit(2, &batch_tx(&net, session, None, more, more_claims)).await;

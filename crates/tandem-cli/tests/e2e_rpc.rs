@@ -31,8 +31,8 @@ fn register_tx(net: &Net, package: &str, nonce: u64) -> Vec<u8> {
         lines: vec![ManifestLine { item_id: "SKU-1".into(), description: "valves".into(), quantity: 12 }],
     };
     let manifest_signature = supplier.sign(Domain::Manifest, &manifest);
-    let open = SessionOpen { chain_id: chain.clone(), owner: supplier.public(), gateway: None, nonce, client_time_ms: now_ms() }
-        .sign(supplier);
+    let open =
+        SessionOpen { chain_id: chain.clone(), owner: supplier.public(), gateway: None, nonce, client_time_ms: now_ms() }.sign(supplier);
     let step = Step {
         chain_id: chain.clone(),
         session: open.open.session_id(),

@@ -7,12 +7,7 @@ use tandem_core::{PublicKey, SecretKey};
 
 /// `register`: the supplier signs `lines` as the manifest of `package`.
 pub fn register(chain_id: &str, supplier: &SecretKey, package: &str, delivery_note: &str, lines: Vec<ManifestLine>) -> Action {
-    let manifest = Manifest {
-        chain_id: chain_id.into(),
-        package_id: package.into(),
-        delivery_note_id: delivery_note.into(),
-        lines,
-    };
+    let manifest = Manifest { chain_id: chain_id.into(), package_id: package.into(), delivery_note_id: delivery_note.into(), lines };
     let manifest_signature = supplier.sign(Domain::Manifest, &manifest);
     Action::Register { manifest, manifest_signature }
 }

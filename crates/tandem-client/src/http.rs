@@ -152,8 +152,14 @@ impl Client {
     /// Open a session owned by `owner` at this gateway.
     pub async fn open_session(&self, owner: &SecretKey) -> Result<Session, ClientError> {
         let nonce = rand::random::<u64>() >> 11; // stays exact in JSON numbers
-        let open = SessionOpen { chain_id: self.chain_id.clone(), owner: owner.public(), gateway: Some(self.gateway), nonce, client_time_ms: now_ms() }
-            .sign(owner);
+        let open = SessionOpen {
+            chain_id: self.chain_id.clone(),
+            owner: owner.public(),
+            gateway: Some(self.gateway),
+            nonce,
+            client_time_ms: now_ms(),
+        }
+        .sign(owner);
         self.send(self.http.post(format!("{}/v1/sessions", self.base)).json(&open)).await?;
         Ok(Session { client: self.clone(), key: owner.clone(), id: open.open.session_id(), next_seq: 1 })
     }
@@ -215,8 +221,8 @@ impl Client {
     /// One step straight to L1 (the direct path): answered after its block.
     pub async fn direct_step(&self, key: &SecretKey, package: &str, action: Action) -> Result<Value, ClientError> {
         let nonce = rand::random::<u64>() >> 11;
-        let open = SessionOpen { chain_id: self.chain_id.clone(), owner: key.public(), gateway: None, nonce, client_time_ms: now_ms() }
-            .sign(key);
+        let open =
+            SessionOpen { chain_id: self.chain_id.clone(), owner: key.public(), gateway: None, nonce, client_time_ms: now_ms() }.sign(key);
         let step = self.step_for(key, open.open.session_id(), 1, package, action);
         self.direct(Some(open), step).await
     }
@@ -227,8 +233,16 @@ impl Client {
     }
 
     fn step_for(&self, key: &SecretKey, session: Hash, seq: u64, package: &str, action: Action) -> tandem_core::message::SignedStep {
-        Step { chain_id: self.chain_id.clone(), session, seq, actor: key.public(), package_id: package.into(), action, client_time_ms: now_ms() }
-            .sign(key)
+        Step {
+            chain_id: self.chain_id.clone(),
+            session,
+            seq,
+            actor: key.public(),
+            package_id: package.into(),
+            action,
+            client_time_ms: now_ms(),
+        }
+        .sign(key)
     }
 }
 
@@ -248,10 +262,8 @@ impl Session {
     /// Sign and send the next step.
     pub async fn step(&mut self, package: &str, action: Action) -> Result<StepReply, ClientError> {
         let signed = self.client.step_for(&self.key, self.id, self.next_seq, package, action);
-        let body = self
-            .client
-            .send(self.client.http.post(format!("{}/v1/sessions/{}/steps", self.client.base, self.id)).json(&signed))
-            .await?;
+        let body =
+            self.client.send(self.client.http.post(format!("{}/v1/sessions/{}/steps", self.client.base, self.id)).json(&signed)).await?;
         self.next_seq += 1;
         serde_json::from_value(body).map_err(|e| ClientError::Decode(e.to_string()))
     }
@@ -283,11 +295,8 @@ impl EventStream {
             if let Some(end) = find_event_end(&self.buf) {
                 let raw: Vec<u8> = self.buf.drain(..end).collect();
                 let text = String::from_utf8_lossy(&raw);
-                let data: Vec<&str> = text
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                    .collect();
+                let data: Vec<&str> =
+                    text.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d)).collect();
                 if data.is_empty() {
                     continue; // a keep-alive comment
                 }

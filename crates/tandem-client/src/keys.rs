@@ -52,8 +52,7 @@ impl KeyFile {
     pub fn load(path: &Path) -> Result<KeyFile, KeyError> {
         let p = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: p.clone(), source })?;
-        let file: KeyFile =
-            serde_json::from_str(&text).map_err(|e| KeyError::Invalid { path: p.clone(), reason: e.to_string() })?;
+        let file: KeyFile = serde_json::from_str(&text).map_err(|e| KeyError::Invalid { path: p.clone(), reason: e.to_string() })?;
         let key = file.secret().map_err(|reason| KeyError::Invalid { path: p.clone(), reason })?;
         if key.public().to_hex() != file.public_key.to_lowercase() {
             return Err(KeyError::Invalid { path: p, reason: "public_key does not match secret_key".into() });

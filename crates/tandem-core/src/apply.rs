@@ -59,10 +59,7 @@ fn check_id(field: &str, value: &str) -> Result<(), Rejection> {
 
 fn check_time(ctx: &Ctx<'_>, client_time_ms: u64) -> Result<(), Rejection> {
     if client_time_ms.abs_diff(ctx.time_ms) > STEP_TIME_WINDOW_MS {
-        return reject(
-            Code::StaleTime,
-            format!("client time {client_time_ms} is more than {STEP_TIME_WINDOW_MS} ms from {}", ctx.time_ms),
-        );
+        return reject(Code::StaleTime, format!("client time {client_time_ms} is more than {STEP_TIME_WINDOW_MS} ms from {}", ctx.time_ms));
     }
     Ok(())
 }
@@ -184,10 +181,7 @@ fn run_check(
         }
         // A table that pairs a check with an action whose payload it cannot
         // read is a programming error in the table, caught by the tests.
-        (check, action) => reject(
-            Code::UnknownAction,
-            format!("check {check:?} does not apply to {}", action.kind().name()),
-        ),
+        (check, action) => reject(Code::UnknownAction, format!("check {check:?} does not apply to {}", action.kind().name())),
     }
 }
 
@@ -220,12 +214,7 @@ pub fn apply_verified(state: &mut impl KvWrite, ctx: &Ctx<'_>, step: VerifiedSte
     decide(state, ctx, step.0, Some(step))
 }
 
-fn decide(
-    state: &mut impl KvWrite,
-    ctx: &Ctx<'_>,
-    signed: &SignedStep,
-    verified: Option<VerifiedStep<'_>>,
-) -> Result<Outcome, Rejection> {
+fn decide(state: &mut impl KvWrite, ctx: &Ctx<'_>, signed: &SignedStep, verified: Option<VerifiedStep<'_>>) -> Result<Outcome, Rejection> {
     let step = &signed.step;
     // 1. Binding: chain, session, owner, sequence.
     if step.chain_id != ctx.chain_id {
@@ -263,16 +252,17 @@ fn decide(
     }
     let existing = state.package(&step.package_id);
     match (rule.from, &existing) {
-        (From::Nothing, Some(_)) => {
-            return reject(Code::PackageExists, format!("package {} exists already", step.package_id))
-        }
-        (From::Stages(_), None) => {
-            return reject(Code::UnknownPackage, format!("no package {}", step.package_id))
-        }
+        (From::Nothing, Some(_)) => return reject(Code::PackageExists, format!("package {} exists already", step.package_id)),
+        (From::Stages(_), None) => return reject(Code::UnknownPackage, format!("no package {}", step.package_id)),
         (From::Stages(stages), Some(p)) if !stages.contains(&p.stage) => {
             return reject(
                 Code::WrongStage,
-                format!("{} needs stage {:?}, package is {}", kind.name(), stages.iter().map(|s| s.name()).collect::<Vec<_>>(), p.stage.name()),
+                format!(
+                    "{} needs stage {:?}, package is {}",
+                    kind.name(),
+                    stages.iter().map(|s| s.name()).collect::<Vec<_>>(),
+                    p.stage.name()
+                ),
             )
         }
         _ => {}
@@ -289,9 +279,7 @@ fn decide(
                 failed
             }
         }
-        (Next::ByVerdict { .. }, action) => {
-            return reject(Code::UnknownAction, format!("{} carries no verdict", action.kind().name()))
-        }
+        (Next::ByVerdict { .. }, action) => return reject(Code::UnknownAction, format!("{} carries no verdict", action.kind().name())),
     };
     // 4. The effect, built in full before anything is written.
     let stage_before = existing.as_ref().map(|p| p.stage);
@@ -321,12 +309,8 @@ fn decide(
             package.qc.push(QcRecord { passed: *passed, issues: issues.clone(), inspector: step.actor })
         }
         (Effect::SetLabel, Action::Label { label_id, destination, priority, courier }) => {
-            package.label = Some(Label {
-                label_id: label_id.clone(),
-                destination: destination.clone(),
-                priority: *priority,
-                courier: *courier,
-            })
+            package.label =
+                Some(Label { label_id: label_id.clone(), destination: destination.clone(), priority: *priority, courier: *courier })
         }
         (Effect::RecordQc | Effect::SetLabel, action) => {
             return reject(Code::UnknownAction, format!("{} has no payload for its effect", action.kind().name()))
@@ -358,11 +342,7 @@ fn decide(
 
 /// Open a session from its signed request, for `gateway` (or for direct
 /// steps when `None`). Returns the new session record.
-pub fn open_session(
-    state: &mut impl KvWrite,
-    ctx: &Ctx<'_>,
-    signed: &SignedSessionOpen,
-) -> Result<SessionRecord, Rejection> {
+pub fn open_session(state: &mut impl KvWrite, ctx: &Ctx<'_>, signed: &SignedSessionOpen) -> Result<SessionRecord, Rejection> {
     let open = &signed.open;
     if open.chain_id != ctx.chain_id {
         return reject(Code::WrongChain, format!("open is for chain {:?}", open.chain_id));
@@ -400,11 +380,7 @@ fn whole(code: Code, detail: impl Into<String>) -> BatchRejection {
 
 /// Decide a session batch: every step valid and every claimed outcome equal to
 /// the replayed one, or nothing is written.
-pub fn apply_batch(
-    state: &mut impl KvWrite,
-    ctx: &Ctx<'_>,
-    batch: &SessionBatch,
-) -> Result<Vec<Outcome>, BatchRejection> {
+pub fn apply_batch(state: &mut impl KvWrite, ctx: &Ctx<'_>, batch: &SessionBatch) -> Result<Vec<Outcome>, BatchRejection> {
     let body = &batch.body;
     if body.chain_id != ctx.chain_id {
         return Err(whole(Code::WrongChain, format!("batch is for chain {:?}", body.chain_id)));
@@ -418,10 +394,7 @@ pub fn apply_batch(
         return Err(whole(Code::BadSignature, "the gateway's batch signature does not verify"));
     }
     if body.steps.is_empty() || body.steps.len() > BATCH_STEPS_MAX || body.claims.len() != body.steps.len() {
-        return Err(whole(
-            Code::BadBatch,
-            format!("a batch has 1 to {BATCH_STEPS_MAX} steps and one claim per step"),
-        ));
+        return Err(whole(Code::BadBatch, format!("a batch has 1 to {BATCH_STEPS_MAX} steps and one claim per step")));
     }
     let first_seq = body.steps[0].step.seq;
     let mut overlay = Overlay::new(&*state);
@@ -451,10 +424,7 @@ pub fn apply_batch(
         }
         let outcome = apply(&mut overlay, ctx, signed).map_err(at)?;
         if outcome.hash() != *claim {
-            return Err(at(Rejection::new(
-                Code::OutcomeMismatch,
-                format!("claimed outcome {claim}, replayed {}", outcome.hash()),
-            )));
+            return Err(at(Rejection::new(Code::OutcomeMismatch, format!("claimed outcome {claim}, replayed {}", outcome.hash()))));
         }
         outcomes.push(outcome);
     }
@@ -683,4 +653,3 @@ pub fn execute(state: &mut impl KvWrite, ctx: &Ctx<'_>, bytes: &[u8]) -> TxResul
         },
     }
 }
-

@@ -142,7 +142,11 @@ fn every_role_action_and_stage_is_allowed_or_denied_exactly_as_the_rules_say() {
                 let expected: Result<Stage, Code> = if !allowed_roles.contains(&role) {
                     Err(Code::RoleDenied)
                 } else if from.is_empty() {
-                    if at.is_none() { Ok(to) } else { Err(Code::PackageExists) }
+                    if at.is_none() {
+                        Ok(to)
+                    } else {
+                        Err(Code::PackageExists)
+                    }
                 } else {
                     match at {
                         None => Err(Code::UnknownPackage),

@@ -99,22 +99,13 @@ pub fn ctx() -> Ctx<'static> {
 
 /// A signed open request.
 pub fn open(owner: &SecretKey, gateway: Option<PublicKey>, nonce: u64) -> SignedSessionOpen {
-    SessionOpen { chain_id: CHAIN_ID.into(), owner: owner.public(), gateway, nonce, client_time_ms: TIME_MS }
-        .sign(owner)
+    SessionOpen { chain_id: CHAIN_ID.into(), owner: owner.public(), gateway, nonce, client_time_ms: TIME_MS }.sign(owner)
 }
 
 /// A signed step.
 pub fn step(actor: &SecretKey, session: Hash, seq: u64, package: &str, action: Action) -> SignedStep {
-    Step {
-        chain_id: CHAIN_ID.into(),
-        session,
-        seq,
-        actor: actor.public(),
-        package_id: package.into(),
-        action,
-        client_time_ms: TIME_MS,
-    }
-    .sign(actor)
+    Step { chain_id: CHAIN_ID.into(), session, seq, actor: actor.public(), package_id: package.into(), action, client_time_ms: TIME_MS }
+        .sign(actor)
 }
 
 /// A two-line manifest for `package`.
@@ -145,10 +136,7 @@ pub fn scan() -> Action {
 /// `validate` with counts equal to [`manifest`].
 pub fn validate() -> Action {
     Action::Validate {
-        counts: vec![
-            ItemCount { item_id: "SKU-1".into(), quantity: 100 },
-            ItemCount { item_id: "SKU-2".into(), quantity: 250 },
-        ],
+        counts: vec![ItemCount { item_id: "SKU-1".into(), quantity: 100 }, ItemCount { item_id: "SKU-2".into(), quantity: 250 }],
     }
 }
 

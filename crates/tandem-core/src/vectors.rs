@@ -9,7 +9,7 @@
 use serde_json::{json, Value};
 
 use crate::crypto::{domain_bytes, Domain, Hash};
-use crate::message::{Outcome, ReceiptBody, Receipt, Tx};
+use crate::message::{Outcome, Receipt, ReceiptBody, Tx};
 use crate::testkit::*;
 use crate::workflow::ActionKind;
 
@@ -101,10 +101,7 @@ mod tests {
             if let (Some(sig), Some(pk), Some(bytes)) =
                 (e["signature_hex"].as_str(), e["signer_public_key_hex"].as_str(), e["signing_bytes_hex"].as_str())
             {
-                let key = ed25519_dalek::VerifyingKey::from_bytes(
-                    &crate::crypto::PublicKey::from_hex(pk).expect("pk").0,
-                )
-                .expect("key");
+                let key = ed25519_dalek::VerifyingKey::from_bytes(&crate::crypto::PublicKey::from_hex(pk).expect("pk").0).expect("key");
                 let sig = ed25519_dalek::Signature::from_bytes(&crate::crypto::Signature::from_hex(sig).expect("sig").0);
                 key.verify_strict(&hex::decode(bytes).expect("hex"), &sig).expect("verifies");
             }

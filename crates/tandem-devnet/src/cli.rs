@@ -62,8 +62,7 @@ fn read_pids(dir: &Path) -> anyhow::Result<Option<Vec<ProcInfo>>> {
     let path = dir.join(PIDS_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let f: PidsFile = serde_json::from_str(&text)
-                .with_context(|| format!("parsing {}", path.display()))?;
+            let f: PidsFile = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
             Ok(Some(f.processes))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -87,13 +86,9 @@ fn wipe_devnet_dir(dir: &Path) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let name = entry?.file_name();
         let name = name.to_string_lossy();
-        let ours =
-            name.starts_with("node") || name == "keys" || name == LAYOUT_FILE || name == PIDS_FILE;
+        let ours = name.starts_with("node") || name == "keys" || name == LAYOUT_FILE || name == PIDS_FILE;
         if !ours {
-            bail!(
-                "refusing to wipe {}: it contains {name:?}, which a devnet does not create",
-                dir.display()
-            );
+            bail!("refusing to wipe {}: it contains {name:?}, which a devnet does not create", dir.display());
         }
     }
     std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
@@ -106,15 +101,8 @@ pub async fn bring_up(args: &UpArgs, tandem_bin: &Path) -> anyhow::Result<(Layou
     let cometbft = ensure_cometbft(&default_tools_dir())?;
 
     if let Some(procs) = read_pids(&args.dir)? {
-        if procs
-            .iter()
-            .any(|p| pid_alive(p.pid) && pid_matches(p.pid, &p.home))
-        {
-            bail!(
-                "a devnet from {} is still running; stop it with `tandem devnet down --dir {}`",
-                args.dir.display(),
-                args.dir.display()
-            );
+        if procs.iter().any(|p| pid_alive(p.pid) && pid_matches(p.pid, &p.home)) {
+            bail!("a devnet from {} is still running; stop it with `tandem devnet down --dir {}`", args.dir.display(), args.dir.display());
         }
     }
 
@@ -127,11 +115,7 @@ pub async fn bring_up(args: &UpArgs, tandem_bin: &Path) -> anyhow::Result<(Layou
             base_ip: args.base_ip,
             chain_id: args.chain_id.clone(),
         };
-        println!(
-            "generating a {}-validator devnet in {}",
-            spec.validators,
-            spec.dir.display()
-        );
+        println!("generating a {}-validator devnet in {}", spec.validators, spec.dir.display());
         generate(&spec, &cometbft)?
     } else {
         let layout = Layout::load(&args.dir)?;
@@ -157,10 +141,7 @@ pub async fn bring_up(args: &UpArgs, tandem_bin: &Path) -> anyhow::Result<(Layou
 
     let devnet = Devnet::start(&layout, &cometbft, tandem_bin)?;
     write_pids(&layout.dir, devnet.pids())?;
-    println!(
-        "waiting for all {} nodes to reach height 2 ...",
-        layout.nodes.len()
-    );
+    println!("waiting for all {} nodes to reach height 2 ...", layout.nodes.len());
     if let Err(e) = devnet.wait_for_height(2, STARTUP_TIMEOUT).await {
         drop(devnet);
         let _ = std::fs::remove_file(layout.dir.join(PIDS_FILE));
@@ -178,10 +159,7 @@ pub async fn run_up(args: UpArgs, tandem_bin: &Path) -> anyhow::Result<()> {
     if args.detach {
         let procs = devnet.detach();
         write_pids(&layout.dir, procs)?;
-        println!(
-            "detached; stop it with `tandem devnet down --dir {}`",
-            args.dir.display()
-        );
+        println!("detached; stop it with `tandem devnet down --dir {}`", args.dir.display());
         return Ok(());
     }
 
@@ -195,34 +173,15 @@ pub async fn run_up(args: UpArgs, tandem_bin: &Path) -> anyhow::Result<()> {
 }
 
 fn print_summary(layout: &Layout) {
-    println!(
-        "devnet {:?} is up: {} validators, profile {}",
-        layout.chain_id,
-        layout.nodes.len(),
-        layout.profile
-    );
+    println!("devnet {:?} is up: {} validators, profile {}", layout.chain_id, layout.nodes.len(), layout.profile);
     for n in &layout.nodes {
-        println!(
-            "  node{} ({}): rpc {}  abci {}",
-            n.index, n.moniker, n.rpc_url, n.abci_addr
-        );
-        println!(
-            "      logs: {}  {}",
-            n.cometbft_log.display(),
-            n.app_log.display()
-        );
+        println!("  node{} ({}): rpc {}  abci {}", n.index, n.moniker, n.rpc_url, n.abci_addr);
+        println!("      logs: {}  {}", n.cometbft_log.display(), n.app_log.display());
         println!("      app home: {}", n.app_home.display());
     }
     let names: Vec<&str> = DEMO_IDENTITIES.iter().map(|(n, _)| *n).collect();
-    println!(
-        "  keys: {} ({})",
-        layout.keys_dir.display(),
-        names.join(", ")
-    );
-    let t: Vec<String> = timeouts(layout.profile)
-        .into_iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+    println!("  keys: {} ({})", layout.keys_dir.display(), names.join(", "));
+    let t: Vec<String> = timeouts(layout.profile).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!("  timing: {}", t.join(" "));
 }
 
@@ -230,20 +189,12 @@ fn print_summary(layout: &Layout) {
 /// for any still alive; then removes pids.json.
 pub fn run_down(args: DownArgs) -> anyhow::Result<()> {
     let Some(procs) = read_pids(&args.dir)? else {
-        println!(
-            "no {} in {}; nothing to stop",
-            PIDS_FILE,
-            args.dir.display()
-        );
+        println!("no {} in {}; nothing to stop", PIDS_FILE, args.dir.display());
         return Ok(());
     };
     let n = terminate_pids(&procs, STOP_GRACE)?;
-    std::fs::remove_file(args.dir.join(PIDS_FILE))
-        .with_context(|| format!("removing {}", args.dir.join(PIDS_FILE).display()))?;
-    println!(
-        "stopped {n} process(es) of the devnet in {}",
-        args.dir.display()
-    );
+    std::fs::remove_file(args.dir.join(PIDS_FILE)).with_context(|| format!("removing {}", args.dir.join(PIDS_FILE).display()))?;
+    println!("stopped {n} process(es) of the devnet in {}", args.dir.display());
     Ok(())
 }
 
@@ -270,10 +221,7 @@ mod tests {
     #[test]
     fn down_without_pids_file_is_a_no_op() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        run_down(DownArgs {
-            dir: tmp.path().to_owned(),
-        })
-        .expect("down");
+        run_down(DownArgs { dir: tmp.path().to_owned() }).expect("down");
     }
 
     #[test]
@@ -291,8 +239,7 @@ mod tests {
         assert_eq!(cli.up.base_ip, Ipv4Addr::new(127, 0, 0, 1));
         assert_eq!(cli.up.chain_id, "tandem-devnet");
         assert!(!cli.up.detach && !cli.up.fresh);
-        let cli = Cli::try_parse_from(["up", "--profile", "tuned", "--base-ip", "127.0.9.1"])
-            .expect("parse");
+        let cli = Cli::try_parse_from(["up", "--profile", "tuned", "--base-ip", "127.0.9.1"]).expect("parse");
         assert_eq!(cli.up.profile, Profile::Tuned);
         assert_eq!(cli.up.base_ip, Ipv4Addr::new(127, 0, 9, 1));
     }
@@ -302,8 +249,7 @@ mod tests {
 /// must stop the processes it started, since they live in their own process
 /// groups and would otherwise outlive it.
 pub async fn shutdown_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing the SIGTERM handler")?;
     tokio::select! {
         r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
         _ = term.recv() => {}

@@ -87,11 +87,7 @@ impl Devnet {
             layout: layout.clone(),
             cometbft: cometbft.to_owned(),
             app,
-            procs: Mutex::new(
-                (0..layout.nodes.len())
-                    .map(|_| NodeProcs::default())
-                    .collect(),
-            ),
+            procs: Mutex::new((0..layout.nodes.len()).map(|_| NodeProcs::default()).collect()),
         };
         // On an error half way, dropping `devnet` stops what was already started.
         for i in 0..layout.nodes.len() {
@@ -147,8 +143,7 @@ impl Devnet {
         if self.app == AppMode::BuiltinKvstore {
             cmd.arg("--proxy_app").arg("kvstore");
         }
-        let child = spawn_logged(cmd, &node.cometbft_log, &[])
-            .with_context(|| format!("starting CometBFT for node {i}"))?;
+        let child = spawn_logged(cmd, &node.cometbft_log, &[]).with_context(|| format!("starting CometBFT for node {i}"))?;
         tracing::debug!(node = i, pid = child.id(), "started cometbft");
         procs[i].cometbft = Some(child);
         procs[i].cometbft_exit = None;
@@ -168,9 +163,7 @@ impl Devnet {
     /// Whether node `i`'s CometBFT process is alive (reaping it if it exited).
     pub fn is_node_running(&self, i: usize) -> bool {
         let mut procs = self.procs();
-        procs
-            .get_mut(i)
-            .is_some_and(|p| running(&mut p.cometbft).is_some())
+        procs.get_mut(i).is_some_and(|p| running(&mut p.cometbft).is_some())
     }
 
     /// Starts node `i`'s app process (again).
@@ -190,13 +183,8 @@ impl Devnet {
         }
         let node = &self.layout.nodes[i];
         let mut cmd = Command::new(bin);
-        cmd.arg("node")
-            .arg("--home")
-            .arg(&node.app_home)
-            .arg("--abci")
-            .arg(&node.abci_addr);
-        let child = spawn_logged(cmd, &node.app_log, env)
-            .with_context(|| format!("starting the app for node {i}"))?;
+        cmd.arg("node").arg("--home").arg(&node.app_home).arg("--abci").arg(&node.abci_addr);
+        let child = spawn_logged(cmd, &node.app_log, env).with_context(|| format!("starting the app for node {i}"))?;
         tracing::debug!(node = i, pid = child.id(), "started app");
         procs[i].app = Some(child);
         Ok(())
@@ -215,9 +203,7 @@ impl Devnet {
     /// Whether node `i`'s app process is alive (reaping it if it exited).
     pub fn is_app_running(&self, i: usize) -> bool {
         let mut procs = self.procs();
-        procs
-            .get_mut(i)
-            .is_some_and(|p| running(&mut p.app).is_some())
+        procs.get_mut(i).is_some_and(|p| running(&mut p.app).is_some())
     }
 
     /// Every process currently supervised.
@@ -227,20 +213,10 @@ impl Devnet {
         for (i, p) in procs.iter().enumerate() {
             let node = &self.layout.nodes[i];
             if let Some(c) = &p.app {
-                out.push(ProcInfo {
-                    node: i,
-                    kind: ProcKind::App,
-                    pid: c.id(),
-                    home: node.app_home.clone(),
-                });
+                out.push(ProcInfo { node: i, kind: ProcKind::App, pid: c.id(), home: node.app_home.clone() });
             }
             if let Some(c) = &p.cometbft {
-                out.push(ProcInfo {
-                    node: i,
-                    kind: ProcKind::Cometbft,
-                    pid: c.id(),
-                    home: node.home.clone(),
-                });
+                out.push(ProcInfo { node: i, kind: ProcKind::Cometbft, pid: c.id(), home: node.home.clone() });
             }
         }
         out
@@ -288,12 +264,7 @@ impl Devnet {
 
     /// Waits until each of `nodes` reports a height of at least `h`. Fails early, with the
     /// tail of its log, if one of their CometBFT processes exits.
-    pub async fn wait_for_height_on(
-        &self,
-        nodes: &[usize],
-        h: u64,
-        timeout: Duration,
-    ) -> anyhow::Result<()> {
+    pub async fn wait_for_height_on(&self, nodes: &[usize], h: u64, timeout: Duration) -> anyhow::Result<()> {
         for &i in nodes {
             self.check_index(i)?;
         }
@@ -319,15 +290,8 @@ impl Devnet {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                let logs: Vec<String> = nodes
-                    .iter()
-                    .map(|&i| self.layout.nodes[i].cometbft_log.display().to_string())
-                    .collect();
-                bail!(
-                    "nodes {nodes:?} did not reach height {h} within {timeout:?}: {}; logs: {}",
-                    status.join("; "),
-                    logs.join(", ")
-                );
+                let logs: Vec<String> = nodes.iter().map(|&i| self.layout.nodes[i].cometbft_log.display().to_string()).collect();
+                bail!("nodes {nodes:?} did not reach height {h} within {timeout:?}: {}; logs: {}", status.join("; "), logs.join(", "));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -346,11 +310,7 @@ impl Devnet {
             }
             if let Some(st) = p.cometbft_exit {
                 let log = &self.layout.nodes[i].cometbft_log;
-                bail!(
-                    "node {i}: CometBFT exited ({st}); last lines of {}:\n{}",
-                    log.display(),
-                    tail(log, 20)
-                );
+                bail!("node {i}: CometBFT exited ({st}); last lines of {}:\n{}", log.display(), tail(log, 20));
             }
         }
         Ok(())
@@ -388,23 +348,11 @@ fn kill_child(child: &mut Child) -> anyhow::Result<()> {
 /// Opens `log` for appending, marks the start, and spawns `cmd` with stdout and stderr
 /// appended to it, in a process group of its own.
 fn spawn_logged(mut cmd: Command, log: &Path, env: &[(&str, &str)]) -> anyhow::Result<Child> {
-    let mut file: File = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("opening {}", log.display()))?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let mut file: File = OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     writeln!(file, "\n=== devnet: starting {cmd:?} (unix time {now}) ===")?;
-    cmd.envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(file.try_clone()?)
-        .stderr(file)
-        .process_group(0);
-    cmd.spawn()
-        .with_context(|| format!("spawning {:?}", cmd.get_program()))
+    cmd.envs(env.iter().copied()).stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file).process_group(0);
+    cmd.spawn().with_context(|| format!("spawning {:?}", cmd.get_program()))
 }
 
 /// SIGTERM to each child, wait up to `grace` for all, SIGKILL the rest; reaps all.
@@ -422,19 +370,14 @@ fn terminate_children(mut children: Vec<Child>, grace: Duration) -> anyhow::Resu
         std::thread::sleep(Duration::from_millis(20));
     }
     for mut c in children {
-        eprintln!(
-            "process {} ignored SIGTERM for {grace:?}; sending SIGKILL",
-            c.id()
-        );
+        eprintln!("process {} ignored SIGTERM for {grace:?}; sending SIGKILL", c.id());
         kill_child(&mut c)?;
     }
     Ok(())
 }
 
 fn pid_of(pid: u32) -> anyhow::Result<Pid> {
-    Ok(Pid::from_raw(
-        i32::try_from(pid).context("pid out of range")?,
-    ))
+    Ok(Pid::from_raw(i32::try_from(pid).context("pid out of range")?))
 }
 
 /// Whether `pid` names a live process (not a zombie).
@@ -445,10 +388,7 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     }
     // A zombie still "exists" for kill(2); on Linux, /proc tells them apart.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-            .unwrap_or(true),
+        Ok(stat) => stat.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')).unwrap_or(true),
         Err(_) => true,
     }
 }
@@ -467,10 +407,7 @@ pub(crate) fn pid_matches(pid: u32, home: &Path) -> bool {
 /// SIGTERM to each live, matching process; SIGKILL to those still alive after `grace`.
 /// For processes that are not our children (`down` in another invocation).
 pub(crate) fn terminate_pids(procs: &[ProcInfo], grace: Duration) -> anyhow::Result<usize> {
-    let live: Vec<&ProcInfo> = procs
-        .iter()
-        .filter(|p| pid_alive(p.pid) && pid_matches(p.pid, &p.home))
-        .collect();
+    let live: Vec<&ProcInfo> = procs.iter().filter(|p| pid_alive(p.pid) && pid_matches(p.pid, &p.home)).collect();
     for p in &live {
         let _ = kill(pid_of(p.pid)?, Signal::SIGTERM);
     }
@@ -480,10 +417,7 @@ pub(crate) fn terminate_pids(procs: &[ProcInfo], grace: Duration) -> anyhow::Res
     }
     for p in &live {
         if pid_alive(p.pid) {
-            eprintln!(
-                "pid {} ignored SIGTERM for {grace:?}; sending SIGKILL",
-                p.pid
-            );
+            eprintln!("pid {} ignored SIGTERM for {grace:?}; sending SIGKILL", p.pid);
             let _ = kill(pid_of(p.pid)?, Signal::SIGKILL);
         }
     }

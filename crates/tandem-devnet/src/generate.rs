@@ -58,28 +58,15 @@ fn node_ip(base: Ipv4Addr, i: usize) -> anyhow::Result<Ipv4Addr> {
 /// Generates a devnet in `spec.dir` (which must be missing or empty), persists its
 /// [`Layout`] as `devnet.json` and returns it.
 pub fn generate(spec: &DevnetSpec, cometbft: &Path) -> anyhow::Result<Layout> {
-    ensure!(
-        spec.validators >= 1,
-        "a devnet needs at least one validator"
-    );
+    ensure!(spec.validators >= 1, "a devnet needs at least one validator");
     ensure!(!spec.chain_id.is_empty(), "chain id must not be empty");
-    ensure!(
-        spec.base_ip.octets()[3] != 0,
-        "base ip {} ends in .0; start at .1",
-        spec.base_ip
-    );
-    let ips = (0..spec.validators)
-        .map(|i| node_ip(spec.base_ip, i))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    ensure!(spec.base_ip.octets()[3] != 0, "base ip {} ends in .0; start at .1", spec.base_ip);
+    let ips = (0..spec.validators).map(|i| node_ip(spec.base_ip, i)).collect::<anyhow::Result<Vec<_>>>()?;
 
     if spec.dir.exists() && std::fs::read_dir(&spec.dir)?.next().is_some() {
-        bail!(
-            "{} is not empty; generate into a missing or empty directory",
-            spec.dir.display()
-        );
+        bail!("{} is not empty; generate into a missing or empty directory", spec.dir.display());
     }
-    std::fs::create_dir_all(&spec.dir)
-        .with_context(|| format!("creating {}", spec.dir.display()))?;
+    std::fs::create_dir_all(&spec.dir).with_context(|| format!("creating {}", spec.dir.display()))?;
     // Absolute and symlink-free, so the layout works from any working directory.
     let dir = spec.dir.canonicalize()?;
 
@@ -125,24 +112,14 @@ pub fn generate(spec: &DevnetSpec, cometbft: &Path) -> anyhow::Result<Layout> {
 
     let keys_dir = dir.join("keys");
     std::fs::create_dir_all(&keys_dir)?;
-    let keys: Vec<DemoKey> = DEMO_IDENTITIES
-        .iter()
-        .map(|(name, role)| DemoKey::generate(name, role))
-        .collect();
+    let keys: Vec<DemoKey> = DEMO_IDENTITIES.iter().map(|(name, role)| DemoKey::generate(name, role)).collect();
     for key in &keys {
         key.write_new(&keys_dir.join(format!("{}.json", key.name)))?;
     }
 
     write_genesis(&nodes, &spec.chain_id, app_state(&keys))?;
 
-    let layout = Layout {
-        dir,
-        chain_id: spec.chain_id.clone(),
-        profile: spec.profile,
-        base_ip: spec.base_ip,
-        keys_dir,
-        nodes,
-    };
+    let layout = Layout { dir, chain_id: spec.chain_id.clone(), profile: spec.profile, base_ip: spec.base_ip, keys_dir, nodes };
     layout.save()?;
     Ok(layout)
 }
@@ -152,9 +129,7 @@ fn set(doc: &mut DocumentMut, dotted: &str, v: Item) -> anyhow::Result<()> {
     match dotted.split_once('.') {
         None => doc[dotted] = v,
         Some((section, key)) => {
-            let table = doc[section]
-                .as_table_mut()
-                .with_context(|| format!("config.toml has no [{section}] table"))?;
+            let table = doc[section].as_table_mut().with_context(|| format!("config.toml has no [{section}] table"))?;
             table[key] = v;
         }
     }
@@ -174,25 +149,16 @@ fn typed(v: &str) -> Item {
 
 fn edit_config(node: &NodeLayout, profile: Profile) -> anyhow::Result<()> {
     let path = node.home.join("config").join("config.toml");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut doc: DocumentMut = text
-        .parse()
-        .with_context(|| format!("parsing {}", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut doc: DocumentMut = text.parse().with_context(|| format!("parsing {}", path.display()))?;
 
     let ip = node.ip;
     let edits: Vec<(&str, Item)> = vec![
         ("moniker", value(node.moniker.as_str())),
         ("proxy_app", value(node.abci_addr.as_str())),
         ("rpc.laddr", value(format!("tcp://{ip}:26657"))),
-        (
-            "rpc.max_subscription_clients",
-            value(MAX_SUBSCRIPTION_CLIENTS),
-        ),
-        (
-            "rpc.max_subscriptions_per_client",
-            value(MAX_SUBSCRIPTIONS_PER_CLIENT),
-        ),
+        ("rpc.max_subscription_clients", value(MAX_SUBSCRIPTION_CLIENTS)),
+        ("rpc.max_subscriptions_per_client", value(MAX_SUBSCRIPTIONS_PER_CLIENT)),
         ("p2p.laddr", value(node.p2p_laddr.as_str())),
         // All nodes share one host: CometBFT would otherwise refuse several peers from
         // "the same" machine and treat loopback addresses as unroutable.
@@ -215,18 +181,11 @@ fn edit_config(node: &NodeLayout, profile: Profile) -> anyhow::Result<()> {
 
 /// Writes one genesis, byte-identical for all nodes: node 0's (which `cometbft testnet`
 /// made with every validator) with our chain id and app state.
-fn write_genesis(
-    nodes: &[NodeLayout],
-    chain_id: &str,
-    app_state: serde_json::Value,
-) -> anyhow::Result<()> {
+fn write_genesis(nodes: &[NodeLayout], chain_id: &str, app_state: serde_json::Value) -> anyhow::Result<()> {
     let first = nodes[0].home.join("config").join("genesis.json");
-    let text =
-        std::fs::read_to_string(&first).with_context(|| format!("reading {}", first.display()))?;
+    let text = std::fs::read_to_string(&first).with_context(|| format!("reading {}", first.display()))?;
     let mut genesis: serde_json::Value = serde_json::from_str(&text)?;
-    let obj = genesis
-        .as_object_mut()
-        .context("genesis.json is not a JSON object")?;
+    let obj = genesis.as_object_mut().context("genesis.json is not a JSON object")?;
     obj.insert("chain_id".into(), chain_id.into());
     obj.insert("app_state".into(), app_state);
     let mut bytes = serde_json::to_vec_pretty(&genesis)?;

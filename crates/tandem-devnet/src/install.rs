@@ -27,26 +27,14 @@ pub fn default_tools_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or(manifest)
-        .join(".tools")
+    manifest.parent().and_then(Path::parent).unwrap_or(manifest).join(".tools")
 }
 
 /// Runs `<bin> version` and returns what it prints, trimmed.
 pub fn cometbft_version(bin: &Path) -> anyhow::Result<String> {
-    let out = Command::new(bin)
-        .arg("version")
-        .output()
-        .with_context(|| format!("running {} version", bin.display()))?;
+    let out = Command::new(bin).arg("version").output().with_context(|| format!("running {} version", bin.display()))?;
     if !out.status.success() {
-        bail!(
-            "{} version failed ({}): {}",
-            bin.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{} version failed ({}): {}", bin.display(), out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
@@ -65,10 +53,7 @@ fn ensure_with_go(tools_dir: &Path, go: &Path) -> anyhow::Result<PathBuf> {
     if bin.exists() {
         match cometbft_version(&bin) {
             Ok(v) if v == COMETBFT_VERSION => return Ok(bin),
-            Ok(v) => eprintln!(
-                "found CometBFT {v} at {}, but this project needs {COMETBFT_VERSION}",
-                bin.display()
-            ),
+            Ok(v) => eprintln!("found CometBFT {v} at {}, but this project needs {COMETBFT_VERSION}", bin.display()),
             Err(e) => eprintln!("found {} but could not run it: {e:#}", bin.display()),
         }
     }
@@ -82,11 +67,7 @@ fn ensure_with_go(tools_dir: &Path, go: &Path) -> anyhow::Result<PathBuf> {
          (needs Go >= 1.22.11; this takes a few minutes the first time) ...",
         bin_dir.display()
     );
-    let out = match Command::new(go)
-        .args(["install", &module])
-        .env("GOBIN", &bin_dir)
-        .output()
-    {
+    let out = match Command::new(go).args(["install", &module]).env("GOBIN", &bin_dir).output() {
         Ok(out) => out,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
             "CometBFT v{COMETBFT_VERSION} is not installed at {} and `go` is not on PATH: \
@@ -97,11 +78,7 @@ fn ensure_with_go(tools_dir: &Path, go: &Path) -> anyhow::Result<PathBuf> {
         Err(e) => return Err(e).context("running go install"),
     };
     if !out.status.success() {
-        bail!(
-            "go install {module} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("go install {module} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     let v = cometbft_version(&bin).context("checking the freshly installed cometbft")?;
     if v != COMETBFT_VERSION {
@@ -118,8 +95,7 @@ mod tests {
     #[test]
     fn missing_go_gives_a_clear_error() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let err = ensure_with_go(tmp.path(), &tmp.path().join("no-such-go"))
-            .expect_err("must fail without go");
+        let err = ensure_with_go(tmp.path(), &tmp.path().join("no-such-go")).expect_err("must fail without go");
         let msg = format!("{err:#}");
         assert!(msg.contains("`go` is not on PATH"), "{msg}");
         assert!(msg.contains(COMETBFT_VERSION), "{msg}");
@@ -129,11 +105,7 @@ mod tests {
     fn failing_go_install_reports_its_stderr() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let fake_go = tmp.path().join("go");
-        std::fs::write(
-            &fake_go,
-            "#!/bin/sh\necho 'proxy unreachable' >&2\nexit 1\n",
-        )
-        .expect("write");
+        std::fs::write(&fake_go, "#!/bin/sh\necho 'proxy unreachable' >&2\nexit 1\n").expect("write");
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&fake_go, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         let err = ensure_with_go(&tmp.path().join("tools"), &fake_go).expect_err("must fail");
@@ -146,9 +118,7 @@ mod tests {
         if std::env::var_os("TANDEM_TOOLS_DIR").is_none() {
             let dir = default_tools_dir();
             assert!(dir.ends_with(".tools"));
-            assert!(dir
-                .parent()
-                .is_some_and(|root| root.join("Cargo.toml").exists()));
+            assert!(dir.parent().is_some_and(|root| root.join("Cargo.toml").exists()));
         }
     }
 }

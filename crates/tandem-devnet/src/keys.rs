@@ -51,12 +51,9 @@ impl DemoKey {
 
     /// Reads a key file and checks that its public key matches its secret key.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let key: DemoKey =
-            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        key.signing_key()
-            .with_context(|| format!("checking {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let key: DemoKey = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        key.signing_key().with_context(|| format!("checking {}", path.display()))?;
         Ok(key)
     }
 
@@ -68,10 +65,7 @@ impl DemoKey {
             .map_err(|_| anyhow::anyhow!("secret_key is not 32 bytes"))?;
         let sk = SigningKey::from_bytes(&seed);
         if hex::encode(sk.verifying_key().to_bytes()) != self.public_key {
-            bail!(
-                "public_key of {:?} does not match its secret_key",
-                self.name
-            );
+            bail!("public_key of {:?} does not match its secret_key", self.name);
         }
         Ok(sk)
     }
@@ -94,10 +88,7 @@ impl DemoKey {
 
 /// Loads `<dir>/<name>.json` for every demo identity, in [`DEMO_IDENTITIES`] order.
 pub fn load_keys(dir: &Path) -> anyhow::Result<Vec<DemoKey>> {
-    DEMO_IDENTITIES
-        .iter()
-        .map(|(name, _)| DemoKey::load(&dir.join(format!("{name}.json"))))
-        .collect()
+    DEMO_IDENTITIES.iter().map(|(name, _)| DemoKey::load(&dir.join(format!("{name}.json")))).collect()
 }
 
 /// The genesis `app_state` the L1 app reads in InitChain:
@@ -108,10 +99,7 @@ pub(crate) fn app_state(keys: &[DemoKey]) -> serde_json::Value {
         .filter(|k| k.role != "gateway")
         .map(|k| serde_json::json!({"name": k.name, "role": k.role, "public_key": k.public_key}))
         .collect();
-    let gateways: Vec<_> = keys
-        .iter()
-        .filter(|k| k.role == "gateway")
-        .map(|k| serde_json::json!({"name": k.name, "public_key": k.public_key}))
-        .collect();
+    let gateways: Vec<_> =
+        keys.iter().filter(|k| k.role == "gateway").map(|k| serde_json::json!({"name": k.name, "public_key": k.public_key})).collect();
     serde_json::json!({"actors": actors, "gateways": gateways})
 }

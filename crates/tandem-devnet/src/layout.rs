@@ -48,12 +48,8 @@ impl Layout {
     /// Reads `dir/devnet.json`.
     pub fn load(dir: &Path) -> anyhow::Result<Layout> {
         let path = dir.join(LAYOUT_FILE);
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "reading {} (is there a generated devnet here?)",
-                path.display()
-            )
-        })?;
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("reading {} (is there a generated devnet here?)", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 

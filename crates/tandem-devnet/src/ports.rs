@@ -57,14 +57,10 @@ pub(crate) fn listen_addrs(layout: &Layout, app: &AppMode) -> anyhow::Result<Vec
     let mut out = Vec::new();
     for node in &layout.nodes {
         let path = node.home.join("config").join("config.toml");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         out.extend(cometbft_listen_addrs(&text).with_context(|| format!("in {}", path.display()))?);
         if matches!(app, AppMode::Tandem(_)) {
-            out.extend(
-                parse_laddr(&node.abci_addr)
-                    .with_context(|| format!("node {}: ABCI address", node.index))?,
-            );
+            out.extend(parse_laddr(&node.abci_addr).with_context(|| format!("node {}: ABCI address", node.index))?);
         }
     }
     Ok(out)
@@ -73,12 +69,7 @@ pub(crate) fn listen_addrs(layout: &Layout, app: &AppMode) -> anyhow::Result<Vec
 /// The addresses a CometBFT node with this `config.toml` listens on.
 fn cometbft_listen_addrs(config: &str) -> anyhow::Result<Vec<SocketAddr>> {
     let doc: DocumentMut = config.parse().context("parsing config.toml")?;
-    let mut keys = vec![
-        ("p2p", "laddr"),
-        ("rpc", "laddr"),
-        ("rpc", "grpc_laddr"),
-        ("rpc", "pprof_laddr"),
-    ];
+    let mut keys = vec![("p2p", "laddr"), ("rpc", "laddr"), ("rpc", "grpc_laddr"), ("rpc", "pprof_laddr")];
     let get = |section: &str, key: &str| doc.get(section).and_then(|t| t.get(key));
     if get("instrumentation", "prometheus").and_then(|v| v.as_bool()) == Some(true) {
         keys.push(("instrumentation", "prometheus_listen_addr"));
@@ -104,10 +95,7 @@ fn parse_laddr(laddr: &str) -> anyhow::Result<Vec<SocketAddr>> {
         Some(port) => format!("0.0.0.0:{port}"),
         None => hostport.to_owned(),
     };
-    let addrs: Vec<SocketAddr> = hostport
-        .to_socket_addrs()
-        .with_context(|| format!("bad listen address {laddr:?}"))?
-        .collect();
+    let addrs: Vec<SocketAddr> = hostport.to_socket_addrs().with_context(|| format!("bad listen address {laddr:?}"))?.collect();
     Ok(addrs)
 }
 
@@ -141,23 +129,14 @@ mod tests {
         let b = TcpListener::bind("127.0.99.5:0").expect("bind");
         let (a, b) = (a.local_addr().expect("a"), b.local_addr().expect("b"));
         let err = ensure_free(&[a, b]).expect_err("busy").to_string();
-        assert!(
-            err.contains(&a.to_string()) && err.contains(&b.to_string()),
-            "{err}"
-        );
+        assert!(err.contains(&a.to_string()) && err.contains(&b.to_string()), "{err}");
     }
 
     #[test]
     fn listen_addresses_as_cometbft_writes_them() {
         let a = |s: &str| -> SocketAddr { s.parse().expect("addr") };
-        assert_eq!(
-            parse_laddr("tcp://127.0.99.6:26656").expect("tcp"),
-            [a("127.0.99.6:26656")]
-        );
-        assert_eq!(
-            parse_laddr("127.0.99.6:6060").expect("plain"),
-            [a("127.0.99.6:6060")]
-        );
+        assert_eq!(parse_laddr("tcp://127.0.99.6:26656").expect("tcp"), [a("127.0.99.6:26656")]);
+        assert_eq!(parse_laddr("127.0.99.6:6060").expect("plain"), [a("127.0.99.6:6060")]);
         assert_eq!(parse_laddr(":26660").expect("any"), [a("0.0.0.0:26660")]);
         assert!(parse_laddr("").expect("empty").is_empty());
         assert!(parse_laddr("unix:///tmp/x.sock").expect("unix").is_empty());
@@ -177,18 +156,10 @@ mod tests {
             )
         };
         let a = |s: &str| -> SocketAddr { s.parse().expect("addr") };
-        assert_eq!(
-            cometbft_listen_addrs(&config("", false)).expect("parse"),
-            [a("127.0.99.7:26656"), a("127.0.99.7:26657")]
-        );
+        assert_eq!(cometbft_listen_addrs(&config("", false)).expect("parse"), [a("127.0.99.7:26656"), a("127.0.99.7:26657")]);
         assert_eq!(
             cometbft_listen_addrs(&config("127.0.99.7:6060", true)).expect("parse"),
-            [
-                a("127.0.99.7:26656"),
-                a("127.0.99.7:26657"),
-                a("127.0.99.7:6060"),
-                a("0.0.0.0:26660")
-            ]
+            [a("127.0.99.7:26656"), a("127.0.99.7:26657"), a("127.0.99.7:6060"), a("0.0.0.0:26660")]
         );
     }
 }

@@ -96,8 +96,5 @@ pub fn timeouts(profile: Profile) -> Vec<(String, String)> {
         Profile::Default => DEFAULT,
         Profile::Tuned => TUNED,
     };
-    table
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    table.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }

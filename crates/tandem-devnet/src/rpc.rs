@@ -33,6 +33,5 @@ pub async fn latest_height(client: &reqwest::Client, rpc_url: &str) -> anyhow::R
         .pointer("/result/sync_info/latest_block_height")
         .and_then(|v| v.as_str())
         .with_context(|| format!("{url}: no result.sync_info.latest_block_height in {body}"))?;
-    h.parse()
-        .with_context(|| format!("{url}: bad height {h:?}"))
+    h.parse().with_context(|| format!("{url}: bad height {h:?}"))
 }

@@ -6,27 +6,18 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 
 use tandem_devnet::{
-    default_tools_dir, ensure_cometbft, generate, load_keys, timeouts, DemoKey, DevnetSpec, Layout,
-    Profile, DEMO_IDENTITIES,
+    default_tools_dir, ensure_cometbft, generate, load_keys, timeouts, DemoKey, DevnetSpec, Layout, Profile, DEMO_IDENTITIES,
 };
 use toml_edit::DocumentMut;
 
 fn config(layout: &Layout, i: usize) -> DocumentMut {
     let path = layout.nodes[i].home.join("config/config.toml");
-    std::fs::read_to_string(path)
-        .expect("read config")
-        .parse()
-        .expect("parse config")
+    std::fs::read_to_string(path).expect("read config").parse().expect("parse config")
 }
 
 fn str_at<'a>(doc: &'a DocumentMut, section: &str, key: &str) -> &'a str {
-    let item = if section.is_empty() {
-        &doc[key]
-    } else {
-        &doc[section][key]
-    };
-    item.as_str()
-        .unwrap_or_else(|| panic!("{section}.{key} is not a string: {item:?}"))
+    let item = if section.is_empty() { &doc[key] } else { &doc[section][key] };
+    item.as_str().unwrap_or_else(|| panic!("{section}.{key} is not a string: {item:?}"))
 }
 
 #[test]
@@ -82,19 +73,12 @@ fn generates_a_four_node_tuned_devnet() {
         // Peers: every other node, at its own address.
         let peers = str_at(&doc, "p2p", "persistent_peers");
         for j in 0..4u8 {
-            assert!(
-                peers.contains(&format!("@127.0.250.{}:26656", 1 + j)),
-                "{peers}"
-            );
+            assert!(peers.contains(&format!("@127.0.250.{}:26656", 1 + j)), "{peers}");
         }
     }
 
     // One genesis, byte for byte, with our chain id and app state.
-    let genesis: Vec<Vec<u8>> = layout
-        .nodes
-        .iter()
-        .map(|n| std::fs::read(n.home.join("config/genesis.json")).expect("genesis"))
-        .collect();
+    let genesis: Vec<Vec<u8>> = layout.nodes.iter().map(|n| std::fs::read(n.home.join("config/genesis.json")).expect("genesis")).collect();
     assert!(genesis.iter().all(|g| g == &genesis[0]));
     let g: serde_json::Value = serde_json::from_slice(&genesis[0]).expect("genesis json");
     assert_eq!(g["chain_id"], "tandem-test-250");
@@ -112,10 +96,7 @@ fn generates_a_four_node_tuned_devnet() {
         let sk = key.signing_key().expect("signing key");
         assert_eq!(hex::encode(sk.verifying_key().to_bytes()), key.public_key);
         pubkeys.insert(key.public_key.clone());
-        let mode = std::fs::metadata(layout.key_path(name))
-            .expect("key metadata")
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(layout.key_path(name)).expect("key metadata").permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{name}");
     }
     assert_eq!(pubkeys.len(), keys.len(), "keys are distinct");
@@ -149,10 +130,8 @@ fn default_profile_keeps_cometbft_defaults() {
     assert_eq!(str_at(&doc, "consensus", "timeout_precommit"), "1s");
     assert_eq!(str_at(&doc, "consensus", "timeout_commit"), "1s");
     assert_eq!(str_at(&doc, "", "proxy_app"), "tcp://127.0.250.101:26658");
-    let g: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(layout.nodes[0].home.join("config/genesis.json")).expect("genesis"),
-    )
-    .expect("json");
+    let g: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.nodes[0].home.join("config/genesis.json")).expect("genesis")).expect("json");
     assert_eq!(g["chain_id"], "tandem-devnet");
 }
 
@@ -178,13 +157,7 @@ fn key_with_mismatched_public_key_is_rejected() {
 
 #[test]
 fn tuned_is_faster_than_default() {
-    let get = |p, k: &str| {
-        timeouts(p)
-            .into_iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v)
-            .expect("key")
-    };
+    let get = |p, k: &str| timeouts(p).into_iter().find(|(key, _)| key == k).map(|(_, v)| v).expect("key");
     assert_eq!(get(Profile::Default, "consensus.timeout_commit"), "1s");
     assert_eq!(get(Profile::Tuned, "consensus.timeout_commit"), "100ms");
     assert_eq!(get(Profile::Tuned, "consensus.timeout_propose"), "500ms");
@@ -193,8 +166,5 @@ fn tuned_is_faster_than_default() {
 #[test]
 fn finds_the_installed_cometbft() {
     let bin = ensure_cometbft(&default_tools_dir()).expect("cometbft");
-    assert_eq!(
-        tandem_devnet::cometbft_version(&bin).expect("version"),
-        tandem_devnet::COMETBFT_VERSION
-    );
+    assert_eq!(tandem_devnet::cometbft_version(&bin).expect("version"), tandem_devnet::COMETBFT_VERSION);
 }

@@ -185,8 +185,8 @@ async fn demo_keys(State(gw): State<Arc<Shared>>) -> ApiResult<Json<Value>> {
     let Some(dir) = gw.config.demo_keys.clone() else {
         return Err(GwError::new(Kind::NotFound, "not_found", "this gateway serves no demo keys (only a local devnet does)").into());
     };
-    let entries = std::fs::read_dir(&dir)
-        .map_err(|e| GwError::new(Kind::Internal, "internal", format!("reading {}: {e}", dir.display())))?;
+    let entries =
+        std::fs::read_dir(&dir).map_err(|e| GwError::new(Kind::Internal, "internal", format!("reading {}: {e}", dir.display())))?;
     let mut keys: Vec<Value> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -213,8 +213,7 @@ async fn network(State(gw): State<Arc<Shared>>) -> Json<Value> {
         None => Vec::new(),
     };
     let hash_of = |url: &str| hashes.iter().find(|(u, _)| u == url).and_then(|(_, h)| h.clone());
-    let reachable: Vec<Option<String>> =
-        validators.iter().filter(|(_, h)| h.is_some()).map(|(url, _)| hash_of(url)).collect();
+    let reachable: Vec<Option<String>> = validators.iter().filter(|(_, h)| h.is_some()).map(|(url, _)| hash_of(url)).collect();
     let agree = !reachable.is_empty() && reachable.iter().all(|h| h.is_some() && *h == reachable[0]);
     let l1_height = gw.state.lock().expect("lock").base.height();
     Json(json!({
@@ -270,11 +269,7 @@ struct StepReply {
     receipt: tandem_core::message::Receipt,
 }
 
-async fn post_step(
-    State(gw): State<Arc<Shared>>,
-    Path(id): Path<String>,
-    Body(signed): Body<SignedStep>,
-) -> ApiResult<Json<StepReply>> {
+async fn post_step(State(gw): State<Arc<Shared>>, Path(id): Path<String>, Body(signed): Body<SignedStep>) -> ApiResult<Json<StepReply>> {
     let started = Instant::now();
     refuse_if_unhealthy(&gw)?;
     let id = parse_id(&id)?;
@@ -439,9 +434,7 @@ async fn direct_step(State(gw): State<Arc<Shared>>, Body(direct): Body<DirectSte
     let deadline = tokio::time::Instant::now() + gw.config.l1_step_timeout;
     loop {
         let block = match tokio::time::timeout_at(deadline, blocks.recv()).await {
-            Err(_) => {
-                return Err(GwError::new(Kind::Unavailable, "l1_timeout", "L1 did not include the step in time").into())
-            }
+            Err(_) => return Err(GwError::new(Kind::Unavailable, "l1_timeout", "L1 did not include the step in time").into()),
             Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
             Ok(Err(_)) => return Err(GwError::new(Kind::Internal, "internal", "block stream closed").into()),
             Ok(Ok(b)) => b,
@@ -464,7 +457,9 @@ async fn direct_step(State(gw): State<Arc<Shared>>, Body(direct): Body<DirectSte
     }
 }
 
-async fn events(State(gw): State<Arc<Shared>>) -> Sse<impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>> {
+async fn events(
+    State(gw): State<Arc<Shared>>,
+) -> Sse<impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>> {
     let rx = gw.events.subscribe();
     let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|e| async move {
         let e = e.ok()?;

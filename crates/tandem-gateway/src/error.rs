@@ -84,13 +84,23 @@ pub fn kind_of(code: Code) -> Kind {
     match code {
         Malformed | InvalidPayload | WrongChain | BadBatch | WrongSession | UnknownAction => Kind::BadRequest,
         BadSignature => Kind::Unauthorized,
-        UnknownActor | ActorRevoked | RoleDenied | NotSessionOwner | NotAdmin | GatewayMismatch | UnknownGateway
-        | GatewayRevoked => Kind::Forbidden,
+        UnknownActor | ActorRevoked | RoleDenied | NotSessionOwner | NotAdmin | GatewayMismatch | UnknownGateway | GatewayRevoked => {
+            Kind::Forbidden
+        }
         UnknownSession => Kind::NotFound,
         BadSequence | SessionExists | Duplicate | SessionFull | KeyExists | BadNonce => Kind::Conflict,
         TooLarge => Kind::TooLarge,
-        UnknownPackage | PackageExists | WrongStage | ManifestSignatureInvalid | ManifestMismatch | QcIssuesRequired
-        | UnknownCourier | NotAssignedCourier | HistoryFull | StaleTime | OutcomeMismatch => Kind::Rejected,
+        UnknownPackage
+        | PackageExists
+        | WrongStage
+        | ManifestSignatureInvalid
+        | ManifestMismatch
+        | QcIssuesRequired
+        | UnknownCourier
+        | NotAssignedCourier
+        | HistoryFull
+        | StaleTime
+        | OutcomeMismatch => Kind::Rejected,
     }
 }
 

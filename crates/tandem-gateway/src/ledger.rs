@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::Serialize;
-use tandem_core::apply::{open_session, apply_verified, Ctx, TxResult, VerifiedStep};
+use tandem_core::apply::{apply_verified, open_session, Ctx, TxResult, VerifiedStep};
 use tandem_core::kv::{KvRead, Overlay, WriteSet};
 use tandem_core::limits::BATCH_STEPS_MAX;
 use tandem_core::message::{BatchBody, Receipt, ReceiptBody, SignedSessionOpen, SignedStep, Tx};
@@ -726,8 +726,7 @@ impl Ledger {
             self.order.retain(|(s, _)| *s != id);
             events.push(Event::SessionRejected { session: id, seq, code, detail });
             self.retire(id);
-            let dependents: Vec<Hash> =
-                self.sessions.values().filter(|s| s.live() && s.deps.contains(&id)).map(|s| s.id).collect();
+            let dependents: Vec<Hash> = self.sessions.values().filter(|s| s.live() && s.deps.contains(&id)).map(|s| s.id).collect();
             for d in dependents {
                 queue.push((d, None, "dependency_rejected".into(), format!("it built on session {id}, which was rejected")));
             }
@@ -797,8 +796,7 @@ impl Ledger {
     /// order, and the commit of those that are committing.
     pub fn wal_records(&self) -> Vec<WalRecord> {
         let live = |id: &Hash| self.sessions.get(id).filter(|s| s.live());
-        let mut out: Vec<WalRecord> =
-            self.open_order.iter().filter_map(|id| live(id)).map(|s| WalRecord::Opened(s.open.clone())).collect();
+        let mut out: Vec<WalRecord> = self.open_order.iter().filter_map(|id| live(id)).map(|s| WalRecord::Opened(s.open.clone())).collect();
         for (id, seq) in &self.order {
             let Some(s) = live(id) else { continue };
             if let Some(rec) = s.steps.iter().find(|r| r.signed.step.seq == *seq) {
@@ -931,8 +929,7 @@ pub enum WalRecord {
 /// The batch for `session`'s steps from its last final one up to `upto`.
 fn build_batch(chain_id: &str, key: &SecretKey, session: &Session, upto: u64) -> (Vec<u8>, u64) {
     let first = session.chain_seq + 1;
-    let steps: Vec<&StepRecord> =
-        session.steps.iter().filter(|s| s.signed.step.seq >= first && s.signed.step.seq <= upto).collect();
+    let steps: Vec<&StepRecord> = session.steps.iter().filter(|s| s.signed.step.seq >= first && s.signed.step.seq <= upto).collect();
     let last = steps.last().map_or(session.chain_seq, |s| s.signed.step.seq);
     let body = BatchBody {
         chain_id: chain_id.to_string(),

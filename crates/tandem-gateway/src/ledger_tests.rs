@@ -132,20 +132,19 @@ fn a_conflicting_l1_step_rejects_the_session_and_its_dependents_before_anything_
     w.ledger.request_commit(&b, TIME_MS).expect("commit b");
     // Meanwhile someone scans P directly on L1: a's scan can no longer happen.
     let d = open(&op2, None, 9);
-    let direct = Tx::DirectStep(DirectStep {
-        open: Some(d.clone()),
-        step: step(&op2, d.open.session_id(), 1, "P", scan()),
-    })
-    .encode();
+    let direct = Tx::DirectStep(DirectStep { open: Some(d.clone()), step: step(&op2, d.open.session_id(), 1, "P", scan()) }).encode();
     let before = w.ledger.mismatches();
     let (hash, result) = w.direct(&direct);
     assert_eq!(result.code(), 0);
     let base = w.chain.clone();
     let events = w.ledger.on_block(&base, &ReplayedBlock { height: 2, results: vec![(hash, result)] }, TIME_MS);
-    let rejected: Vec<_> = events.iter().filter_map(|e| match e {
-        Event::SessionRejected { session, code, .. } => Some((*session, code.clone())),
-        _ => None,
-    }).collect();
+    let rejected: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::SessionRejected { session, code, .. } => Some((*session, code.clone())),
+            _ => None,
+        })
+        .collect();
     assert!(rejected.contains(&(a, "conflict".into())), "{events:?}");
     assert!(rejected.contains(&(b, "dependency_rejected".into())), "{events:?}");
     assert!(w.ledger.mismatches() > before);
@@ -173,7 +172,10 @@ fn a_session_l1_rejects_is_reported_with_the_failing_seq() {
     // Pretend the ledger had sent these bytes.
     let base = w.chain.clone();
     let events = w.ledger.on_block(&base, &ReplayedBlock { height: 2, results: vec![(out[0].tx_hash.clone(), result)] }, TIME_MS);
-    assert!(events.iter().any(|e| matches!(e, Event::SessionRejected { seq: Some(2), code, .. } if code == "outcome_mismatch")), "{events:?}");
+    assert!(
+        events.iter().any(|e| matches!(e, Event::SessionRejected { seq: Some(2), code, .. } if code == "outcome_mismatch")),
+        "{events:?}"
+    );
     assert_eq!(w.ledger.mismatches(), 1);
 }
 

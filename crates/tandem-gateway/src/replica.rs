@@ -98,9 +98,6 @@ impl Replica {
         let result = execute_block(&snapshot, &ctx, preload, &block.txs);
         let pending = self.storage.prepare(block.height, &result.writes)?;
         self.storage.commit(pending)?;
-        Ok(ReplayedBlock {
-            height: block.height,
-            results: block.txs.iter().map(|t| tx_hash(t)).zip(result.results).collect(),
-        })
+        Ok(ReplayedBlock { height: block.height, results: block.txs.iter().map(|t| tx_hash(t)).zip(result.results).collect() })
     }
 }

@@ -17,12 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use futures::StreamExt as _;
 use tandem_core::genesis::Genesis;
 use tandem_core::SecretKey;
 use tandem_rpc::{L1Error, L1};
 use tandem_state::Snapshot;
 use tandem_wal::{Wal, WalConfig};
-use futures::StreamExt as _;
 use tokio::sync::broadcast;
 
 use crate::ledger::{Event, Ledger, LedgerConfig, ReplayedBlock, SessionStatus, WalRecord};
@@ -171,8 +171,7 @@ impl Gateway {
     /// Recover from the data folder, catch up with L1 as far as it answers,
     /// and start the follower and the ticker.
     pub async fn start(config: GatewayConfig, l1: Arc<dyn L1>) -> anyhow::Result<Gateway> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
         let (chain_id, genesis) = genesis(l1.as_ref(), &config.data_dir).await?;
         let replica = Replica::open(&config.data_dir.join("replica"), &chain_id, &genesis)?;
         let metrics = Metrics::new();
@@ -231,8 +230,7 @@ impl Gateway {
 async fn compact(shared: &Shared) -> anyhow::Result<()> {
     let wait = {
         let st = shared.state.lock().expect("lock");
-        let records: Vec<Vec<u8>> =
-            st.ledger.wal_records().iter().map(|r| borsh::to_vec(r).expect("encoding to a Vec")).collect();
+        let records: Vec<Vec<u8>> = st.ledger.wal_records().iter().map(|r| borsh::to_vec(r).expect("encoding to a Vec")).collect();
         shared.wal_records.store(records.len() as u64, Ordering::Relaxed);
         shared.wal.enqueue_rewrite(records)?
     };
@@ -361,15 +359,14 @@ async fn tick(shared: Arc<Shared>) {
         // Batches go out concurrently: the ledger only offers a session whose
         // dependencies are final, so no two batches in one round depend on
         // each other's order.
-        let results: Vec<(tandem_core::Hash, Result<tandem_rpc::Broadcast, L1Error>)> =
-            futures::stream::iter(outgoing)
-                .map(|out| {
-                    let l1 = shared.l1.clone();
-                    async move { (out.session, l1.broadcast_tx_sync(out.tx).await) }
-                })
-                .buffer_unordered(BROADCASTS_IN_FLIGHT_MAX)
-                .collect()
-                .await;
+        let results: Vec<(tandem_core::Hash, Result<tandem_rpc::Broadcast, L1Error>)> = futures::stream::iter(outgoing)
+            .map(|out| {
+                let l1 = shared.l1.clone();
+                async move { (out.session, l1.broadcast_tx_sync(out.tx).await) }
+            })
+            .buffer_unordered(BROADCASTS_IN_FLIGHT_MAX)
+            .collect()
+            .await;
         let mut failed = false;
         for (session, result) in results {
             match result {

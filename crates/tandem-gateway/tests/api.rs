@@ -93,9 +93,7 @@ async fn open_session_answers_201_and_every_refusal_with_its_code() {
     let mut bad_hex = serde_json::to_value(h.open_req(&c.operator, 10)).unwrap();
     bad_hex["signature"] = json!("zz");
     h.post("/v1/sessions", &bad_hex).await.assert_error(400, "malformed");
-    h.request("POST", "/v1/sessions", None, serde_json::to_vec(&h.open_req(&c.operator, 11)).unwrap())
-        .await
-        .assert_error(400, "malformed");
+    h.request("POST", "/v1/sessions", None, serde_json::to_vec(&h.open_req(&c.operator, 11)).unwrap()).await.assert_error(400, "malformed");
 
     // Only the first open was taken.
     let st = h.get("/v1/status").await.json;
@@ -448,17 +446,13 @@ async fn a_body_over_the_limit_is_413_and_one_at_the_limit_is_taken() {
     assert_eq!(a.status, StatusCode::CREATED, "{a:?}");
     let a = h.request("POST", "/v1/sessions", Some("application/json"), padded(2, MAX - 1)).await;
     assert_eq!(a.status, StatusCode::CREATED, "{a:?}");
-    h.request("POST", "/v1/sessions", Some("application/json"), padded(3, MAX + 1))
-        .await
-        .assert_error(413, "body_too_large");
+    h.request("POST", "/v1/sessions", Some("application/json"), padded(3, MAX + 1)).await.assert_error(413, "body_too_large");
 
     // The same limit holds for steps.
     let s = h.open(&c.supplier, 1).await;
     let mut body = serde_json::to_vec(&step(&c.supplier, s, 1, "P", register(&c.supplier, "P"))).unwrap();
     body.resize(MAX + 1, b' ');
-    h.request("POST", &format!("/v1/sessions/{s}/steps"), Some("application/json"), body)
-        .await
-        .assert_error(413, "body_too_large");
+    h.request("POST", &format!("/v1/sessions/{s}/steps"), Some("application/json"), body).await.assert_error(413, "body_too_large");
 }
 
 #[tokio::test]
@@ -513,18 +507,12 @@ async fn direct_l1_steps_are_answered_from_their_block() {
 
     // Refused in the block: the package exists already.
     let o = open_req(&c.supplier2, None, 1);
-    let again = DirectStep {
-        step: step(&c.supplier2, o.open.session_id(), 1, "D", register(&c.supplier2, "D")),
-        open: Some(o),
-    };
+    let again = DirectStep { step: step(&c.supplier2, o.open.session_id(), 1, "D", register(&c.supplier2, "D")), open: Some(o) };
     h.post("/v1/l1/steps", &again).await.assert_error(422, "package_exists");
 
     // A session that belongs to a gateway cannot take direct steps.
     let o = h.open_req(&c.supplier2, 2);
-    let gw_session = DirectStep {
-        step: step(&c.supplier2, o.open.session_id(), 1, "F", register(&c.supplier2, "F")),
-        open: Some(o),
-    };
+    let gw_session = DirectStep { step: step(&c.supplier2, o.open.session_id(), 1, "F", register(&c.supplier2, "F")), open: Some(o) };
     h.post("/v1/l1/steps", &gw_session).await.assert_error(403, "gateway_mismatch");
 
     // Forged: refused by L1's CheckTx.
@@ -605,12 +593,7 @@ async fn while_l1_is_away_steps_are_answered_and_the_session_finalizes_when_it_r
 async fn the_event_stream_reports_steps_commits_and_finality() {
     let h = Harness::start(|_| {}).await;
     let c = &h.cast;
-    let resp = h
-        .app
-        .clone()
-        .oneshot(axum::http::Request::get("/v1/events").body(axum::body::Body::empty()).unwrap())
-        .await
-        .unwrap();
+    let resp = h.app.clone().oneshot(axum::http::Request::get("/v1/events").body(axum::body::Body::empty()).unwrap()).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert!(resp.headers()[axum::http::header::CONTENT_TYPE].to_str().unwrap().starts_with("text/event-stream"));
     let body = resp.into_body();
@@ -751,11 +734,34 @@ async fn the_openapi_document_describes_every_route() {
     // The codes this suite meets are all documented.
     let codes = doc["components"]["schemas"]["Error"]["properties"]["code"]["enum"].as_array().expect("code enum");
     for code in [
-        "package_locked", "session_not_open", "session_full", "too_many_sessions", "backlog_full", "wrong_gateway",
-        "session_mismatch", "session_exists", "session_rejected", "unknown_session", "unknown_package", "malformed",
-        "body_too_large", "rate_limited", "not_found", "l1_unavailable", "l1_timeout", "replica_diverged",
-        "bad_signature", "bad_sequence", "wrong_stage", "role_denied", "unknown_actor", "not_session_owner",
-        "stale_time", "wrong_chain", "package_exists", "gateway_mismatch",
+        "package_locked",
+        "session_not_open",
+        "session_full",
+        "too_many_sessions",
+        "backlog_full",
+        "wrong_gateway",
+        "session_mismatch",
+        "session_exists",
+        "session_rejected",
+        "unknown_session",
+        "unknown_package",
+        "malformed",
+        "body_too_large",
+        "rate_limited",
+        "not_found",
+        "l1_unavailable",
+        "l1_timeout",
+        "replica_diverged",
+        "bad_signature",
+        "bad_sequence",
+        "wrong_stage",
+        "role_denied",
+        "unknown_actor",
+        "not_session_owner",
+        "stale_time",
+        "wrong_chain",
+        "package_exists",
+        "gateway_mismatch",
     ] {
         assert!(codes.contains(&json!(code)), "{code} is not documented");
     }

@@ -95,8 +95,7 @@ impl App {
     /// `InitChain`: read the actors and gateways from `app_state`. They are
     /// written with the first block.
     pub fn init_chain(&mut self, req: request::InitChain) -> response::InitChain {
-        let genesis = Genesis::from_json(&req.app_state_bytes)
-            .unwrap_or_else(|e| panic!("cannot start the chain: {e}"));
+        let genesis = Genesis::from_json(&req.app_state_bytes).unwrap_or_else(|e| panic!("cannot start the chain: {e}"));
         let mut overlay = Overlay::new(std::collections::BTreeMap::<Vec<u8>, Vec<u8>>::new());
         genesis.apply(&req.chain_id, &mut overlay).unwrap_or_else(|e| panic!("cannot start the chain: {e}"));
         tracing::info!(chain_id = %req.chain_id, actors = genesis.actors.len(), gateways = genesis.gateways.len(), "init chain");
@@ -110,12 +109,9 @@ impl App {
     pub fn check_tx(tx: &[u8]) -> response::CheckTx {
         match check_stateless(tx) {
             Ok(_) => response::CheckTx::default(),
-            Err(r) => response::CheckTx {
-                code: r.code.number().into(),
-                log: r.to_string(),
-                codespace: "tandem".into(),
-                ..Default::default()
-            },
+            Err(r) => {
+                response::CheckTx { code: r.code.number().into(), log: r.to_string(), codespace: "tandem".into(), ..Default::default() }
+            }
         }
     }
 

@@ -49,9 +49,7 @@ impl Service<ConsensusRequest> for Consensus {
             ConsensusRequest::FinalizeBlock(r) => ConsensusResponse::FinalizeBlock(app.finalize_block(r)),
             ConsensusRequest::Commit => ConsensusResponse::Commit(app.commit()),
             ConsensusRequest::ExtendVote(_) => ConsensusResponse::ExtendVote(response::ExtendVote { vote_extension: Default::default() }),
-            ConsensusRequest::VerifyVoteExtension(_) => {
-                ConsensusResponse::VerifyVoteExtension(response::VerifyVoteExtension::Accept)
-            }
+            ConsensusRequest::VerifyVoteExtension(_) => ConsensusResponse::VerifyVoteExtension(response::VerifyVoteExtension::Accept),
         };
         ready(Ok(rsp))
     }

@@ -105,11 +105,13 @@ fn a_crash_between_finalize_and_commit_replays_to_the_same_app_hash() {
         let storage = Storage::open(&ref_dir.path().join("db")).expect("open");
         let mut app = App::new(storage, None);
         init_chain(&mut app, &cast);
-        (1..=3).map(|h| {
-            let r = app.finalize_block(block(h, txs(u64::from(h))));
-            app.commit();
-            r.app_hash
-        }).collect::<Vec<_>>()
+        (1..=3)
+            .map(|h| {
+                let r = app.finalize_block(block(h, txs(u64::from(h))));
+                app.commit();
+                r.app_hash
+            })
+            .collect::<Vec<_>>()
     };
     // Crash after finalizing block 1 (genesis pending) and again at block 3.
     let dir = tempfile::tempdir().expect("tempdir");

@@ -132,10 +132,7 @@ impl CometRpc {
     }
 
     /// A client over `urls` with the given timeouts.
-    pub fn with_config<S: Into<String>>(
-        urls: impl IntoIterator<Item = S>,
-        config: CometRpcConfig,
-    ) -> Result<CometRpc, ConfigError> {
+    pub fn with_config<S: Into<String>>(urls: impl IntoIterator<Item = S>, config: CometRpcConfig) -> Result<CometRpc, ConfigError> {
         let urls: Vec<String> = urls.into_iter().map(|u| u.into().trim_end_matches('/').to_string()).collect();
         if urls.is_empty() {
             return Err(ConfigError("no validator RPC URL given".into()));
@@ -143,22 +140,14 @@ impl CometRpc {
         if let Some(bad) = urls.iter().find(|u| ws_url(u).is_none()) {
             return Err(ConfigError(format!("{bad:?} is not an http:// or https:// URL")));
         }
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| ConfigError("must be created inside a Tokio runtime".into()))?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConfigError("must be created inside a Tokio runtime".into()))?;
         let http = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.connect_timeout)
             .build()
             .map_err(|e| ConfigError(e.to_string()))?;
         let (heights, _) = watch::channel(0);
-        let inner = Arc::new(Inner {
-            urls,
-            http,
-            config,
-            preferred: AtomicUsize::new(0),
-            next_id: AtomicU64::new(1),
-            heights,
-        });
+        let inner = Arc::new(Inner { urls, http, config, preferred: AtomicUsize::new(0), next_id: AtomicU64::new(1), heights });
         let watcher = AbortOnDrop(runtime.spawn(watch_heights(Arc::clone(&inner))));
         Ok(CometRpc { inner, _watcher: watcher })
     }
@@ -281,19 +270,13 @@ impl Inner {
     async fn call_one(&self, url: &str, method: &str, params: Value) -> Result<Result<Value, Value>, Miss> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
-        let resp = self
-            .http
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| Miss::Transport(format!("{url}: {e}")))?;
+        let resp = self.http.post(url).json(&body).send().await.map_err(|e| Miss::Transport(format!("{url}: {e}")))?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| Miss::Transport(format!("{url}: {e}")))?;
         // CometBFT sends JSON-RPC errors with HTTP 500, so the status alone
         // says nothing: the body decides.
-        let mut reply: Value = serde_json::from_slice(&bytes)
-            .map_err(|_| Miss::BadContent(format!("{url}: HTTP {status} without a JSON-RPC body")))?;
+        let mut reply: Value =
+            serde_json::from_slice(&bytes).map_err(|_| Miss::BadContent(format!("{url}: HTTP {status} without a JSON-RPC body")))?;
         if let Some(error) = reply.get_mut("error").filter(|e| !e.is_null()) {
             return Ok(Err(error.take()));
         }
@@ -359,11 +342,10 @@ fn parse_block(r: &Value, height: u64) -> Result<L1Block, L1Error> {
         return Err(L1Error::Rpc(format!("asked for block {height}, got block {got}")));
     }
     let time = string(r, "/block/header/time")?;
-    let time = tendermint::Time::parse_from_rfc3339(time)
-        .map_err(|e| L1Error::Rpc(format!("block {height}: bad header time {time:?}: {e}")))?;
+    let time =
+        tendermint::Time::parse_from_rfc3339(time).map_err(|e| L1Error::Rpc(format!("block {height}: bad header time {time:?}: {e}")))?;
     let app_hash = string(r, "/block/header/app_hash")?;
-    let app_hash_before =
-        hex::decode(app_hash).map_err(|e| L1Error::Rpc(format!("block {height}: bad app hash {app_hash:?}: {e}")))?;
+    let app_hash_before = hex::decode(app_hash).map_err(|e| L1Error::Rpc(format!("block {height}: bad app hash {app_hash:?}: {e}")))?;
     // An empty block has `"txs": null` or no list at all.
     let txs = match r.pointer("/block/data/txs") {
         None | Some(Value::Null) => Vec::new(),

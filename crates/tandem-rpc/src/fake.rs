@@ -257,9 +257,7 @@ fn block_hash(height: u64, time_ms: u64, app_hash_before: &[u8], txs: &[Vec<u8>]
 }
 
 fn wall_clock_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[async_trait::async_trait]
@@ -289,16 +287,10 @@ impl L1 for FakeL1 {
         self.check_available()?;
         let chain = lock(&self.shared.chain);
         let current = chain.storage.height();
-        height
-            .checked_sub(1)
-            .and_then(|i| usize::try_from(i).ok())
-            .and_then(|i| chain.blocks.get(i).cloned())
-            .ok_or_else(|| {
-                // Worded like CometBFT's answer for the same request.
-                L1Error::Rpc(format!(
-                    "height {height} must be less than or equal to the current blockchain height {current}"
-                ))
-            })
+        height.checked_sub(1).and_then(|i| usize::try_from(i).ok()).and_then(|i| chain.blocks.get(i).cloned()).ok_or_else(|| {
+            // Worded like CometBFT's answer for the same request.
+            L1Error::Rpc(format!("height {height} must be less than or equal to the current blockchain height {current}"))
+        })
     }
 
     async fn genesis(&self) -> Result<(String, Vec<u8>), L1Error> {

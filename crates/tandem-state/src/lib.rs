@@ -62,10 +62,7 @@ struct Committed {
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let c = self.committed();
-        f.debug_struct("Storage")
-            .field("height", &c.height)
-            .field("app_hash", &Hex(&c.app_hash))
-            .finish()
+        f.debug_struct("Storage").field("height", &c.height).field("app_hash", &Hex(&c.app_hash)).finish()
     }
 }
 
@@ -110,27 +107,15 @@ impl Storage {
         let db = Database::create(path).map_err(StorageError::db)?;
         init(&db)?;
         let snap = Snapshot::from_txn(db.begin_read().map_err(StorageError::db)?)?;
-        let committed = Committed {
-            height: snap.height(),
-            app_hash: snap.app_hash(),
-        };
+        let committed = Committed { height: snap.height(), app_hash: snap.app_hash() };
         drop(snap);
-        Ok(Storage {
-            inner: Arc::new(Inner {
-                db,
-                committed: RwLock::new(committed),
-            }),
-        })
+        Ok(Storage { inner: Arc::new(Inner { db, committed: RwLock::new(committed) }) })
     }
 
     fn committed(&self) -> Committed {
         // The guarded value is a plain Copy pair written in one assignment, so
         // a poisoned lock still holds a consistent value.
-        *self
-            .inner
-            .committed
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+        *self.inner.committed.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Last committed height, 0 for a fresh store.
@@ -167,43 +152,22 @@ impl Storage {
     /// whose root equals the previous one.
     pub fn prepare(&self, height: u64, writes: &WriteSet) -> Result<PendingCommit, StorageError> {
         let snap = self.try_snapshot()?;
-        let expected = snap
-            .height()
-            .checked_add(1)
-            .ok_or(StorageError::HeightMismatch {
-                expected: u64::MAX,
-                got: height,
-            })?;
+        let expected = snap.height().checked_add(1).ok_or(StorageError::HeightMismatch { expected: u64::MAX, got: height })?;
         if height != expected {
-            return Err(StorageError::HeightMismatch {
-                expected,
-                got: height,
-            });
+            return Err(StorageError::HeightMismatch { expected, got: height });
         }
         let tree = Sha256Jmt::new(snap.tables());
-        let value_set = writes
-            .iter()
-            .map(|(k, v)| (KeyHash::with::<Sha256>(k), v.clone()));
-        let (root, batch) = tree
-            .put_value_set(value_set, height)
-            .map_err(StorageError::tree)?;
+        let value_set = writes.iter().map(|(k, v)| (KeyHash::with::<Sha256>(k), v.clone()));
+        let (root, batch) = tree.put_value_set(value_set, height).map_err(StorageError::tree)?;
         // Every version must have its own root node, or proofs and the next
         // prepare at this height would find nothing. jmt guarantees this for
         // versions > 0 given a root at the previous version, which `init`
         // provides for version 0; check rather than trust.
         let root_key = root_node_key(height);
         if batch.node_batch.get_node(&root_key).is_none() {
-            return Err(StorageError::Corrupt(format!(
-                "tree update for height {height} has no root node"
-            )));
+            return Err(StorageError::Corrupt(format!("tree update for height {height} has no root node")));
         }
-        Ok(PendingCommit {
-            height,
-            base_app_hash: snap.app_hash(),
-            app_hash: root.0,
-            writes: writes.clone(),
-            batch,
-        })
+        Ok(PendingCommit { height, base_app_hash: snap.app_hash(), app_hash: root.0, writes: writes.clone(), batch })
     }
 
     /// Make `pending` durable: one redb write transaction, fsynced before this
@@ -213,18 +177,14 @@ impl Storage {
         let mut txn = self.inner.db.begin_write().map_err(StorageError::db)?;
         // The default already, but this is the property the chain relies on:
         // a committed block must survive power loss.
-        txn.set_durability(Durability::Immediate)
-            .map_err(StorageError::db)?;
+        txn.set_durability(Durability::Immediate).map_err(StorageError::db)?;
         {
             let mut meta = txn.open_table(META).map_err(StorageError::db)?;
             // Check against the transaction's own view, not the cache: only
             // one write transaction runs at a time, so this is authoritative.
             let (height, app_hash) = tables::read_meta(&meta)?;
             if height.checked_add(1) != Some(pending.height) {
-                return Err(StorageError::HeightMismatch {
-                    expected: height.saturating_add(1),
-                    got: pending.height,
-                });
+                return Err(StorageError::HeightMismatch { expected: height.saturating_add(1), got: pending.height });
             }
             if app_hash != pending.base_app_hash {
                 return Err(StorageError::BaseMismatch);
@@ -234,9 +194,7 @@ impl Storage {
             for (key, value) in &pending.writes {
                 match value {
                     Some(v) => {
-                        latest
-                            .insert(key.as_slice(), v.as_slice())
-                            .map_err(StorageError::db)?;
+                        latest.insert(key.as_slice(), v.as_slice()).map_err(StorageError::db)?;
                     }
                     None => {
                         latest.remove(key.as_slice()).map_err(StorageError::db)?;
@@ -248,18 +206,14 @@ impl Storage {
             for (key, node) in pending.batch.node_batch.nodes() {
                 let k = tables::encode_node_key(key)?;
                 let v = tables::encode_node(node)?;
-                nodes
-                    .insert(k.as_slice(), v.as_slice())
-                    .map_err(StorageError::db)?;
+                nodes.insert(k.as_slice(), v.as_slice()).map_err(StorageError::db)?;
             }
 
             let mut values = txn.open_table(VALUES).map_err(StorageError::db)?;
             for ((version, key_hash), value) in pending.batch.node_batch.values() {
                 let k = tables::encode_value_key(*key_hash, *version);
                 let v = tables::encode_value(value.as_deref());
-                values
-                    .insert(k.as_slice(), v.as_slice())
-                    .map_err(StorageError::db)?;
+                values.insert(k.as_slice(), v.as_slice()).map_err(StorageError::db)?;
             }
 
             let mut stale = txn.open_table(STALE).map_err(StorageError::db)?;
@@ -268,25 +222,16 @@ impl Storage {
                 stale.insert(k.as_slice(), ()).map_err(StorageError::db)?;
             }
 
-            meta.insert(tables::META_HEIGHT, pending.height.to_be_bytes().as_slice())
-                .map_err(StorageError::db)?;
-            meta.insert(tables::META_APP_HASH, pending.app_hash.as_slice())
-                .map_err(StorageError::db)?;
+            meta.insert(tables::META_HEIGHT, pending.height.to_be_bytes().as_slice()).map_err(StorageError::db)?;
+            meta.insert(tables::META_APP_HASH, pending.app_hash.as_slice()).map_err(StorageError::db)?;
         }
         txn.commit().map_err(StorageError::db)?;
 
-        let mut c = self
-            .inner
-            .committed
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut c = self.inner.committed.write().unwrap_or_else(PoisonError::into_inner);
         // Commits are serialized by redb, but the cache updates after the
         // transaction; never let a late update move it backwards.
         if pending.height > c.height {
-            *c = Committed {
-                height: pending.height,
-                app_hash: pending.app_hash,
-            };
+            *c = Committed { height: pending.height, app_hash: pending.app_hash };
         }
         Ok(())
     }
@@ -319,39 +264,23 @@ fn init(db: &Database) -> Result<(), StorageError> {
         txn.open_table(STALE).map_err(StorageError::db)?;
         let mut nodes = txn.open_table(NODES).map_err(StorageError::db)?;
         let mut meta = txn.open_table(META).map_err(StorageError::db)?;
-        let format = meta
-            .get(tables::META_FORMAT)
-            .map_err(StorageError::db)?
-            .map(|v| v.value().to_vec());
+        let format = meta.get(tables::META_FORMAT).map_err(StorageError::db)?.map(|v| v.value().to_vec());
         match format {
             Some(f) => {
                 let found =
-                    u32::from_be_bytes(f.as_slice().try_into().map_err(|_| {
-                        StorageError::Corrupt("format record is not 4 bytes".into())
-                    })?);
+                    u32::from_be_bytes(f.as_slice().try_into().map_err(|_| StorageError::Corrupt("format record is not 4 bytes".into()))?);
                 if found != tables::FORMAT_VERSION {
-                    return Err(StorageError::Corrupt(format!(
-                        "store format {found}, this build reads {}",
-                        tables::FORMAT_VERSION
-                    )));
+                    return Err(StorageError::Corrupt(format!("store format {found}, this build reads {}", tables::FORMAT_VERSION)));
                 }
             }
             None => {
                 let root = root_node_key(0);
                 let k = tables::encode_node_key(&root)?;
                 let v = tables::encode_node(&Node::Null)?;
-                nodes
-                    .insert(k.as_slice(), v.as_slice())
-                    .map_err(StorageError::db)?;
-                meta.insert(tables::META_HEIGHT, 0u64.to_be_bytes().as_slice())
-                    .map_err(StorageError::db)?;
-                meta.insert(tables::META_APP_HASH, EMPTY_APP_HASH.as_slice())
-                    .map_err(StorageError::db)?;
-                meta.insert(
-                    tables::META_FORMAT,
-                    tables::FORMAT_VERSION.to_be_bytes().as_slice(),
-                )
-                .map_err(StorageError::db)?;
+                nodes.insert(k.as_slice(), v.as_slice()).map_err(StorageError::db)?;
+                meta.insert(tables::META_HEIGHT, 0u64.to_be_bytes().as_slice()).map_err(StorageError::db)?;
+                meta.insert(tables::META_APP_HASH, EMPTY_APP_HASH.as_slice()).map_err(StorageError::db)?;
+                meta.insert(tables::META_FORMAT, tables::FORMAT_VERSION.to_be_bytes().as_slice()).map_err(StorageError::db)?;
             }
         }
     }
@@ -377,9 +306,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Storage::open(&dir.path().join("db")).expect("open");
         let snap = s.snapshot();
-        let root = Sha256Jmt::new(snap.tables())
-            .get_root_hash(0)
-            .expect("root at 0");
+        let root = Sha256Jmt::new(snap.tables()).get_root_hash(0).expect("root at 0");
         assert_eq!(root.0, EMPTY_APP_HASH);
         assert_eq!(s.app_hash(), EMPTY_APP_HASH);
     }

@@ -40,10 +40,7 @@ pub(crate) struct Tables {
 
 impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Snapshot")
-            .field("height", &self.inner.height)
-            .field("app_hash", &Hex(&self.inner.app_hash))
-            .finish()
+        f.debug_struct("Snapshot").field("height", &self.inner.height).field("app_hash", &Hex(&self.inner.app_hash)).finish()
     }
 }
 
@@ -69,9 +66,7 @@ impl Snapshot {
             nodes: txn.open_table(NODES).map_err(StorageError::db)?,
             values: txn.open_table(VALUES).map_err(StorageError::db)?,
         };
-        Ok(Snapshot {
-            inner: Arc::new(inner),
-        })
+        Ok(Snapshot { inner: Arc::new(inner) })
     }
 
     pub(crate) fn tables(&self) -> &Tables {
@@ -90,12 +85,7 @@ impl Snapshot {
 
     /// The value under `key`, or the database error that prevented reading it.
     pub fn try_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self
-            .inner
-            .latest
-            .get(key)
-            .map_err(StorageError::db)?
-            .map(|v| v.value().to_vec()))
+        Ok(self.inner.latest.get(key).map_err(StorageError::db)?.map(|v| v.value().to_vec()))
     }
 
     /// The value under `key` with a proof of it (or of its absence) against
@@ -103,8 +93,7 @@ impl Snapshot {
     /// so it is exactly what the proof speaks for.
     pub fn get_with_proof(&self, key: &[u8]) -> Result<(Option<Vec<u8>>, Proof), StorageError> {
         let tree = Sha256Jmt::new(&*self.inner);
-        tree.get_with_proof(KeyHash::with::<Sha256>(key), self.inner.height)
-            .map_err(StorageError::tree)
+        tree.get_with_proof(KeyHash::with::<Sha256>(key), self.inner.height).map_err(StorageError::tree)
     }
 }
 
@@ -137,17 +126,10 @@ impl TreeReader for Tables {
         }
     }
 
-    fn get_value_option(
-        &self,
-        max_version: Version,
-        key_hash: KeyHash,
-    ) -> anyhow::Result<Option<OwnedValue>> {
+    fn get_value_option(&self, max_version: Version, key_hash: KeyHash) -> anyhow::Result<Option<OwnedValue>> {
         let lo = tables::encode_value_key(key_hash, 0);
         let hi = tables::encode_value_key(key_hash, max_version);
-        let mut range = self
-            .values
-            .range(lo.as_slice()..=hi.as_slice())
-            .map_err(io)?;
+        let mut range = self.values.range(lo.as_slice()..=hi.as_slice()).map_err(io)?;
         match range.next_back() {
             Some(entry) => {
                 let (_, value) = entry.map_err(io)?;
@@ -164,10 +146,7 @@ impl TreeReader for Tables {
         for entry in self.nodes.iter().map_err(io)? {
             let (key, value) = entry.map_err(io)?;
             if let Node::Leaf(leaf) = tables::decode_node(value.value())? {
-                if best
-                    .as_ref()
-                    .is_none_or(|(_, b)| leaf.key_hash() > b.key_hash())
-                {
+                if best.as_ref().is_none_or(|(_, b)| leaf.key_hash() > b.key_hash()) {
                     best = Some((tables::decode_node_key(key.value())?, leaf));
                 }
             }

@@ -40,15 +40,12 @@ pub(crate) const FORMAT_VERSION: u32 = 1;
 /// borsh form after it decodes back without depending on jmt internals.
 pub(crate) fn encode_node_key(key: &NodeKey) -> Result<Vec<u8>, StorageError> {
     let mut out = key.version().to_be_bytes().to_vec();
-    borsh::to_writer(&mut out, key)
-        .map_err(|e| StorageError::Corrupt(format!("encoding node key: {e}")))?;
+    borsh::to_writer(&mut out, key).map_err(|e| StorageError::Corrupt(format!("encoding node key: {e}")))?;
     Ok(out)
 }
 
 pub(crate) fn decode_node_key(bytes: &[u8]) -> Result<NodeKey, StorageError> {
-    let rest = bytes
-        .get(8..)
-        .ok_or_else(|| StorageError::Corrupt("node key shorter than its version".into()))?;
+    let rest = bytes.get(8..).ok_or_else(|| StorageError::Corrupt("node key shorter than its version".into()))?;
     borsh::from_slice(rest).map_err(|e| StorageError::Corrupt(format!("node key: {e}")))
 }
 
@@ -88,9 +85,7 @@ pub(crate) fn decode_value(bytes: &[u8]) -> Result<Option<Vec<u8>>, StorageError
     match bytes.split_first() {
         Some((0, [])) => Ok(None),
         Some((1, v)) => Ok(Some(v.to_vec())),
-        _ => Err(StorageError::Corrupt(
-            "value history entry has a bad tag".into(),
-        )),
+        _ => Err(StorageError::Corrupt("value history entry has a bad tag".into())),
     }
 }
 
@@ -114,16 +109,12 @@ pub(crate) fn read_meta(meta: &impl redb::ReadableTable<&'static str, &'static [
 }
 
 pub(crate) fn decode_u64(bytes: &[u8], what: &str) -> Result<u64, StorageError> {
-    let arr: [u8; 8] = bytes
-        .try_into()
-        .map_err(|_| StorageError::Corrupt(format!("{what} is not 8 bytes")))?;
+    let arr: [u8; 8] = bytes.try_into().map_err(|_| StorageError::Corrupt(format!("{what} is not 8 bytes")))?;
     Ok(u64::from_be_bytes(arr))
 }
 
 pub(crate) fn decode_hash(bytes: &[u8]) -> Result<[u8; 32], StorageError> {
-    bytes
-        .try_into()
-        .map_err(|_| StorageError::Corrupt("app hash is not 32 bytes".into()))
+    bytes.try_into().map_err(|_| StorageError::Corrupt("app hash is not 32 bytes".into()))
 }
 
 #[cfg(test)]
@@ -135,8 +126,7 @@ mod tests {
     fn node_keys_round_trip_and_sort_by_version() {
         // jmt keeps NibblePath's constructor private; borsh is public:
         // num_nibbles as u64 LE, then the bytes as a u32-length vector.
-        let two_nibbles: NibblePath =
-            borsh::from_slice(&[2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0xab]).expect("path");
+        let two_nibbles: NibblePath = borsh::from_slice(&[2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0xab]).expect("path");
         let a = NodeKey::new(2, two_nibbles);
         let b = NodeKey::new(256, std::iter::empty().collect());
         let ea = encode_node_key(&a).expect("encode");
@@ -150,10 +140,7 @@ mod tests {
     #[test]
     fn values_round_trip_including_tombstones_and_empty_values() {
         for v in [None, Some(&b""[..]), Some(&b"xyz"[..])] {
-            assert_eq!(
-                decode_value(&encode_value(v)).expect("decode"),
-                v.map(<[u8]>::to_vec)
-            );
+            assert_eq!(decode_value(&encode_value(v)).expect("decode"), v.map(<[u8]>::to_vec));
         }
         assert!(decode_value(&[]).is_err());
         assert!(decode_value(&[0, 1]).is_err());

@@ -17,10 +17,7 @@ fn fresh() -> (TempDir, Storage) {
 }
 
 fn ws(items: &[(&str, Option<&str>)]) -> WriteSet {
-    items
-        .iter()
-        .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec())))
-        .collect()
+    items.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec()))).collect()
 }
 
 /// Prepare and commit the next height, returning its app hash.
@@ -33,9 +30,7 @@ fn apply(s: &Storage, writes: &WriteSet) -> [u8; 32] {
 }
 
 fn get(s: &Storage, key: &str) -> Option<String> {
-    s.snapshot()
-        .get(key.as_bytes())
-        .map(|v| String::from_utf8(v).expect("utf8"))
+    s.snapshot().get(key.as_bytes()).map(|v| String::from_utf8(v).expect("utf8"))
 }
 
 fn path_of(dir: &TempDir) -> std::path::PathBuf {
@@ -55,10 +50,7 @@ fn a_fresh_store_is_at_height_zero_with_the_empty_root() {
 fn puts_deletes_and_overwrites_across_heights() {
     let (_dir, s) = fresh();
     let h1 = apply(&s, &ws(&[("a", Some("1")), ("b", Some("2"))]));
-    assert_eq!(
-        (get(&s, "a"), get(&s, "b")),
-        (Some("1".into()), Some("2".into()))
-    );
+    assert_eq!((get(&s, "a"), get(&s, "b")), (Some("1".into()), Some("2".into())));
 
     let h2 = apply(&s, &ws(&[("a", Some("10")), ("b", None), ("c", Some("3"))]));
     assert_eq!(s.height(), 2);
@@ -82,9 +74,7 @@ fn snapshots_see_committed_values_only_and_stay_at_their_height() {
     apply(&s, &ws(&[("k", Some("old"))]));
     let before = s.snapshot();
 
-    let pending = s
-        .prepare(2, &ws(&[("k", Some("new")), ("n", Some("x"))]))
-        .expect("prepare");
+    let pending = s.prepare(2, &ws(&[("k", Some("new")), ("n", Some("x"))])).expect("prepare");
     // Prepared but not committed: invisible everywhere.
     assert_eq!(get(&s, "k"), Some("old".into()));
     assert_eq!(get(&s, "n"), None);
@@ -104,11 +94,7 @@ fn snapshots_see_committed_values_only_and_stay_at_their_height() {
     let (v, proof) = before.get_with_proof(b"k").expect("proof");
     assert_eq!(v, Some(b"old".to_vec()));
     proof
-        .verify_existence(
-            RootHash(before.app_hash()),
-            KeyHash::with::<Sha256>(b"k"),
-            b"old",
-        )
+        .verify_existence(RootHash(before.app_hash()), KeyHash::with::<Sha256>(b"k"), b"old")
         .expect("old proof verifies against old root");
 }
 
@@ -185,9 +171,7 @@ fn an_empty_block_keeps_the_root_and_advances_the_height() {
     // the next non-empty block builds on it.
     let (v, proof) = s.get_with_proof(b"k").expect("proof");
     assert_eq!(v, Some(b"v".to_vec()));
-    proof
-        .verify_existence(RootHash(s.app_hash()), KeyHash::with::<Sha256>(b"k"), b"v")
-        .expect("verifies");
+    proof.verify_existence(RootHash(s.app_hash()), KeyHash::with::<Sha256>(b"k"), b"v").expect("verifies");
     let h6 = apply(&s, &ws(&[("k2", Some("v2"))]));
     assert_ne!(h6, h5);
 }
@@ -212,9 +196,7 @@ fn committed_state_survives_reopen() {
     // The tree came back too, not just the flat table.
     let (v, proof) = s.get_with_proof(b"a").expect("proof");
     assert_eq!(v, Some(b"1".to_vec()));
-    proof
-        .verify_existence(RootHash(hash), KeyHash::with::<Sha256>(b"a"), b"1")
-        .expect("verifies after reopen");
+    proof.verify_existence(RootHash(hash), KeyHash::with::<Sha256>(b"a"), b"1").expect("verifies after reopen");
     // And it keeps growing from there.
     apply(&s, &ws(&[("c", Some("3"))]));
     assert_eq!(s.height(), 3);
@@ -260,13 +242,7 @@ fn prepare_rejects_any_height_but_the_next() {
     }
     apply(&s, &ws(&[("k", Some("v"))]));
     for bad in [0, 1, 3] {
-        assert!(
-            matches!(
-                s.prepare(bad, &WriteSet::new()),
-                Err(StorageError::HeightMismatch { .. })
-            ),
-            "height {bad} accepted at height 1"
-        );
+        assert!(matches!(s.prepare(bad, &WriteSet::new()), Err(StorageError::HeightMismatch { .. })), "height {bad} accepted at height 1");
     }
     assert!(s.prepare(2, &WriteSet::new()).is_ok());
 }
@@ -278,13 +254,7 @@ fn commit_rejects_a_pending_commit_that_no_longer_fits() {
     let rival = s.prepare(1, &ws(&[("k", Some("b"))])).expect("prepare");
     s.commit(first).expect("commit");
     // Height 1 is taken: the rival must not be written on top.
-    assert!(matches!(
-        s.commit(rival),
-        Err(StorageError::HeightMismatch {
-            expected: 2,
-            got: 1
-        })
-    ));
+    assert!(matches!(s.commit(rival), Err(StorageError::HeightMismatch { expected: 2, got: 1 })));
     assert_eq!(get(&s, "k"), Some("a".into()));
     assert_eq!(s.height(), 1);
 
@@ -302,10 +272,7 @@ fn proofs_verify_against_the_app_hash_for_present_and_absent_keys() {
     let (_dir, s) = fresh();
     let mut block = WriteSet::new();
     for i in 0..50u32 {
-        block.insert(
-            format!("key-{i}").into_bytes(),
-            Some(format!("value-{i}").into_bytes()),
-        );
+        block.insert(format!("key-{i}").into_bytes(), Some(format!("value-{i}").into_bytes()));
     }
     apply(&s, &block);
     apply(&s, &ws(&[("key-7", None)]));
@@ -315,26 +282,16 @@ fn proofs_verify_against_the_app_hash_for_present_and_absent_keys() {
     let (v, proof) = s.get_with_proof(b"key-3").expect("proof");
     assert_eq!(v, Some(b"value-3".to_vec()));
     let kh = KeyHash::with::<Sha256>(b"key-3");
-    proof
-        .verify_existence(root, kh, b"value-3")
-        .expect("existence verifies");
-    assert!(
-        proof.verify_existence(root, kh, b"value-4").is_err(),
-        "wrong value accepted"
-    );
-    assert!(
-        proof.verify_nonexistence(root, kh).is_err(),
-        "present key proven absent"
-    );
+    proof.verify_existence(root, kh, b"value-3").expect("existence verifies");
+    assert!(proof.verify_existence(root, kh, b"value-4").is_err(), "wrong value accepted");
+    assert!(proof.verify_nonexistence(root, kh).is_err(), "present key proven absent");
 
     // Absent: never written, and deleted.
     for absent in [&b"nope"[..], b"key-7"] {
         let (v, proof) = s.get_with_proof(absent).expect("proof");
         assert_eq!(v, None);
         let kh = KeyHash::with::<Sha256>(absent);
-        proof
-            .verify_nonexistence(root, kh)
-            .expect("non-existence verifies");
+        proof.verify_nonexistence(root, kh).expect("non-existence verifies");
         assert!(proof.verify_existence(root, kh, b"anything").is_err());
     }
 
@@ -344,17 +301,13 @@ fn proofs_verify_against_the_app_hash_for_present_and_absent_keys() {
         apply(&r, &block)
     };
     let (_, proof) = s.get_with_proof(b"key-3").expect("proof");
-    assert!(proof
-        .verify_existence(RootHash(old), kh, b"value-3")
-        .is_err());
+    assert!(proof.verify_existence(RootHash(old), kh, b"value-3").is_err());
 
     // Proof on an empty store: absence against the empty root.
     let (_d, empty) = fresh();
     let (v, proof) = empty.get_with_proof(b"k").expect("proof");
     assert_eq!(v, None);
-    proof
-        .verify_nonexistence(RootHash(EMPTY_APP_HASH), KeyHash::with::<Sha256>(b"k"))
-        .expect("absence in the empty tree");
+    proof.verify_nonexistence(RootHash(EMPTY_APP_HASH), KeyHash::with::<Sha256>(b"k")).expect("absence in the empty tree");
 }
 
 #[test]

@@ -148,11 +148,7 @@ pub struct WalConfig {
 
 impl Default for WalConfig {
     fn default() -> Self {
-        WalConfig {
-            record_bytes_max: DEFAULT_RECORD_BYTES_MAX,
-            queue_max: DEFAULT_QUEUE_MAX,
-            on_fsync: None,
-        }
+        WalConfig { record_bytes_max: DEFAULT_RECORD_BYTES_MAX, queue_max: DEFAULT_QUEUE_MAX, on_fsync: None }
     }
 }
 
@@ -203,10 +199,7 @@ pub struct Wal {
 
 impl fmt::Debug for Wal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Wal")
-            .field("dir", &self.inner.dir)
-            .field("stats", &self.stats())
-            .finish()
+        f.debug_struct("Wal").field("dir", &self.inner.dir).field("stats", &self.stats()).finish()
     }
 }
 
@@ -279,12 +272,7 @@ impl Wal {
 
         let path = dir.join(LOG_FILE);
         let existed = path.exists();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
+        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
         if !existed {
             // Make the new directory entry itself durable.
             sync_dir(dir)?;
@@ -321,24 +309,10 @@ impl Wal {
             poisoned: None,
             buf: Vec::new(),
         };
-        let thread = std::thread::Builder::new()
-            .name("tandem-wal-writer".into())
-            .spawn(move || writer.run(rx))?;
+        let thread = std::thread::Builder::new().name("tandem-wal-writer".into()).spawn(move || writer.run(rx))?;
 
-        let wal = Wal {
-            inner: Arc::new(Inner {
-                dir: dir.to_path_buf(),
-                record_bytes_max,
-                tx: Some(tx),
-                thread: Some(thread),
-                shared,
-            }),
-        };
-        let recovered = Recovered {
-            records: decoded.records,
-            torn_tail_bytes,
-            truncated_at,
-        };
+        let wal = Wal { inner: Arc::new(Inner { dir: dir.to_path_buf(), record_bytes_max, tx: Some(tx), thread: Some(thread), shared }) };
+        let recovered = Recovered { records: decoded.records, torn_tail_bytes, truncated_at };
         Ok((wal, recovered))
     }
 
@@ -498,10 +472,7 @@ impl Writer {
             return;
         }
         let started = Instant::now();
-        let result = self
-            .file
-            .write_all(&self.buf)
-            .and_then(|()| self.sync_data());
+        let result = self.file.write_all(&self.buf).and_then(|()| self.sync_data());
         let elapsed = started.elapsed();
         let len = self.buf.len() as u64;
         self.buf.clear();
@@ -509,14 +480,10 @@ impl Writer {
             Ok(()) => {
                 self.file_len += len;
                 let s = &self.shared;
-                s.records_appended
-                    .fetch_add(group.records as u64, Ordering::Relaxed);
+                s.records_appended.fetch_add(group.records as u64, Ordering::Relaxed);
                 s.bytes.fetch_add(len, Ordering::Relaxed);
                 s.fsyncs.fetch_add(1, Ordering::Relaxed);
-                s.last_fsync_micros.store(
-                    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-                    Ordering::Relaxed,
-                );
+                s.last_fsync_micros.store(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
                 s.file_len.store(self.file_len, Ordering::Relaxed);
                 for w in group.waiters {
                     let _ = w.send(Ok(()));
@@ -553,20 +520,14 @@ impl Writer {
 
     fn rewrite(&mut self, payloads: &[Vec<u8>]) -> Result<(), WalError> {
         let tmp_path = self.dir.join(TMP_FILE);
-        let mut buf =
-            Vec::with_capacity(payloads.iter().map(|p| HEADER_LEN + p.len()).sum::<usize>());
+        let mut buf = Vec::with_capacity(payloads.iter().map(|p| HEADER_LEN + p.len()).sum::<usize>());
         for (i, p) in payloads.iter().enumerate() {
             encode_record(&mut buf, i as u64 + 1, p);
         }
         // Until the rename, the old log is untouched and still open, so a
         // failure here only fails this rewrite.
         let tmp = (|| -> io::Result<File> {
-            let mut tmp = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp_path)?;
+            let mut tmp = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp_path)?;
             tmp.write_all(&buf)?;
             tmp.sync_all()?;
             Ok(tmp)
@@ -580,8 +541,7 @@ impl Writer {
         };
         // From the rename on, which file a crash would leave is only settled
         // by the directory fsync; if either fails the state is unknown.
-        let renamed =
-            fs::rename(&tmp_path, self.dir.join(LOG_FILE)).and_then(|()| sync_dir(&self.dir));
+        let renamed = fs::rename(&tmp_path, self.dir.join(LOG_FILE)).and_then(|()| sync_dir(&self.dir));
         if let Err(e) = renamed {
             self.poison(format!("rewrite failed after writing the new log: {e}"));
             return Err(e.into());

@@ -62,24 +62,16 @@ fn parse_at(data: &[u8], at: usize) -> Result<Parsed<'_>, Invalid> {
         Some(_) => return Err(Invalid::BadMagic),
         None => return Err(Invalid::Incomplete),
     }
-    let header = data
-        .get(at..at.saturating_add(HEADER_LEN))
-        .ok_or(Invalid::Incomplete)?;
+    let header = data.get(at..at.saturating_add(HEADER_LEN)).ok_or(Invalid::Incomplete)?;
     let payload_len = u32_at(header, 4).ok_or(Invalid::Incomplete)? as usize;
     let seq = u64_at(header, 8).ok_or(Invalid::Incomplete)?;
     let crc = u32_at(header, 16).ok_or(Invalid::Incomplete)?;
     let payload_start = at + HEADER_LEN;
-    let payload = data
-        .get(payload_start..payload_start.saturating_add(payload_len))
-        .ok_or(Invalid::Incomplete)?;
+    let payload = data.get(payload_start..payload_start.saturating_add(payload_len)).ok_or(Invalid::Incomplete)?;
     if record_crc(&header[4..16], payload) != crc {
         return Err(Invalid::BadCrc);
     }
-    Ok(Parsed {
-        seq,
-        payload,
-        len: HEADER_LEN + payload_len,
-    })
+    Ok(Parsed { seq, payload, len: HEADER_LEN + payload_len })
 }
 
 /// Reads every intact record of `data` in order and classifies what follows
@@ -90,11 +82,7 @@ pub(crate) fn recover(data: &[u8]) -> Result<Decoded, WalError> {
     let mut last_seq = 0u64;
     let reason = loop {
         if pos == data.len() {
-            return Ok(Decoded {
-                records,
-                good_len: pos,
-                last_seq,
-            });
+            return Ok(Decoded { records, good_len: pos, last_seq });
         }
         match parse_at(data, pos) {
             Ok(rec) if Some(rec.seq) == last_seq.checked_add(1) => {
@@ -102,13 +90,7 @@ pub(crate) fn recover(data: &[u8]) -> Result<Decoded, WalError> {
                 last_seq = rec.seq;
                 pos += rec.len;
             }
-            Ok(rec) => {
-                break format!(
-                    "sequence number {} where {} was expected",
-                    rec.seq,
-                    last_seq.wrapping_add(1)
-                )
-            }
+            Ok(rec) => break format!("sequence number {} where {} was expected", rec.seq, last_seq.wrapping_add(1)),
             Err(invalid) => break invalid.describe().to_string(),
         }
     };
@@ -121,16 +103,10 @@ pub(crate) fn recover(data: &[u8]) -> Result<Decoded, WalError> {
     if let Some((offset, seq)) = find_later_record(data, pos, last_seq) {
         return Err(WalError::Corrupt {
             offset: pos as u64,
-            reason: format!(
-                "{reason}; an intact record with sequence number {seq} follows at byte {offset}"
-            ),
+            reason: format!("{reason}; an intact record with sequence number {seq} follows at byte {offset}"),
         });
     }
-    Ok(Decoded {
-        records,
-        good_len: pos,
-        last_seq,
-    })
+    Ok(Decoded { records, good_len: pos, last_seq })
 }
 
 /// Scans `data[from..]` byte by byte for a record that is valid on its own

@@ -26,10 +26,7 @@ fn first_record_must_have_seq_one() {
     let mut data = Vec::new();
     encode_record(&mut data, 2, b"x");
     // A lone intact record with seq 2 means record 1 is missing: corrupt.
-    assert!(matches!(
-        recover(&data),
-        Err(WalError::Corrupt { offset: 0, .. })
-    ));
+    assert!(matches!(recover(&data), Err(WalError::Corrupt { offset: 0, .. })));
 }
 
 #[test]
@@ -111,14 +108,8 @@ async fn failed_fsync_fails_the_group_and_poisons_the_log() {
     let (wal, _) = Wal::open(dir.path(), WalConfig::default()).expect("open");
     wal.append(b"durable".to_vec()).await.expect("first append");
 
-    wal.inner
-        .shared
-        .fail_next_sync
-        .store(true, Ordering::SeqCst);
-    let err = wal
-        .append(b"doomed".to_vec())
-        .await
-        .expect_err("fsync fails");
+    wal.inner.shared.fail_next_sync.store(true, Ordering::SeqCst);
+    let err = wal.append(b"doomed".to_vec()).await.expect_err("fsync fails");
     assert!(matches!(err, WalError::Io(_)), "{err:?}");
 
     // Every later request is refused, appends and rewrites alike.
@@ -132,10 +123,7 @@ async fn failed_fsync_fails_the_group_and_poisons_the_log() {
     // The acknowledged record is still there on reopen. (The failed one may
     // or may not be: it was never acknowledged.)
     let (_wal, rec) = Wal::open(dir.path(), WalConfig::default()).expect("reopen");
-    assert_eq!(
-        rec.records.first().map(Vec::as_slice),
-        Some(&b"durable"[..])
-    );
+    assert_eq!(rec.records.first().map(Vec::as_slice), Some(&b"durable"[..]));
 }
 
 #[test]

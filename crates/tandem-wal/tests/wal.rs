@@ -58,9 +58,7 @@ async fn append_then_reopen_returns_every_record_in_order() {
         for r in &records[..20] {
             wal.append(r.clone()).await.expect("append");
         }
-        wal.append_many(records[20..].to_vec())
-            .await
-            .expect("append_many");
+        wal.append_many(records[20..].to_vec()).await.expect("append_many");
         let stats = wal.stats();
         assert_eq!(stats.records_appended, 50);
         assert_eq!(stats.fsyncs, 21);
@@ -70,10 +68,7 @@ async fn append_then_reopen_returns_every_record_in_order() {
     assert_eq!(rec.torn_tail_bytes, 0);
     assert_eq!(rec.truncated_at, None);
     // The file is exactly the canonical encoding (seq 1..=50).
-    assert_eq!(
-        fs::read(log_path(dir.path())).expect("read"),
-        encode_log(&records)
-    );
+    assert_eq!(fs::read(log_path(dir.path())).expect("read"), encode_log(&records));
 
     // Appending after a reopen continues the sequence.
     wal.append(b"more".to_vec()).await.expect("append");
@@ -117,19 +112,11 @@ async fn concurrent_appends_share_fsyncs() {
     assert_eq!(stats.records_appended, N as u64);
     assert_eq!(groups.len() as u64, stats.fsyncs);
     assert_eq!(groups.iter().map(|(_, n)| n).sum::<usize>(), N);
-    assert!(
-        stats.fsyncs < N as u64 / 2,
-        "fsyncs {} for {N} records",
-        stats.fsyncs
-    );
+    assert!(stats.fsyncs < N as u64 / 2, "fsyncs {} for {N} records", stats.fsyncs);
     drop(wal);
 
     let (_wal, rec) = open(dir.path());
-    let mut got: Vec<String> = rec
-        .records
-        .into_iter()
-        .map(|r| String::from_utf8(r).expect("utf8"))
-        .collect();
+    let mut got: Vec<String> = rec.records.into_iter().map(|r| String::from_utf8(r).expect("utf8")).collect();
     got.sort();
     let mut want: Vec<String> = (0..N).map(|i| format!("step {i}")).collect();
     want.sort();
@@ -146,19 +133,10 @@ async fn torn_tail_at_random_cuts_is_truncated() {
     let ends = write_log(src.path(), &records).await;
     let full = fs::read(log_path(src.path())).expect("read");
 
-    let mut cuts: Vec<u64> = (0..120)
-        .map(|_| rng.gen_range(0..=full.len() as u64))
-        .collect();
+    let mut cuts: Vec<u64> = (0..120).map(|_| rng.gen_range(0..=full.len() as u64)).collect();
     // Always include the edges: empty file, inside the first header, exact
     // record boundaries, one byte short of the end, the full file.
-    cuts.extend([
-        0,
-        1,
-        HEADER_LEN as u64 - 1,
-        ends[0],
-        ends[9],
-        full.len() as u64 - 1,
-    ]);
+    cuts.extend([0, 1, HEADER_LEN as u64 - 1, ends[0], ends[9], full.len() as u64 - 1]);
     cuts.push(full.len() as u64);
     for (i, &cut) in cuts.iter().enumerate() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -171,10 +149,7 @@ async fn torn_tail_at_random_cuts_is_truncated() {
         assert_eq!(rec.torn_tail_bytes, cut - good_len, "cut {cut}");
         let expect_trunc = (cut != good_len).then_some(good_len);
         assert_eq!(rec.truncated_at, expect_trunc, "cut {cut}");
-        assert_eq!(
-            fs::metadata(log_path(dir.path())).expect("meta").len(),
-            good_len
-        );
+        assert_eq!(fs::metadata(log_path(dir.path())).expect("meta").len(), good_len);
 
         // The repaired log takes appends and reopens cleanly (on a subset of
         // cuts, to keep the fsync count and so the runtime small).
@@ -228,13 +203,7 @@ fn flipped_byte_in_middle_record_is_corrupt_and_untouched() {
     // Record 4 (0-based): flip a byte in each header field and in the payload.
     let rec_start = starts[4];
     let rec_end = starts[5];
-    let spots = [
-        rec_start,
-        rec_start + 5,
-        rec_start + 9,
-        rec_start + 17,
-        rec_end - 1,
-    ];
+    let spots = [rec_start, rec_start + 5, rec_start + 9, rec_start + 17, rec_end - 1];
     for at in spots {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut data = full.clone();
@@ -246,11 +215,7 @@ fn flipped_byte_in_middle_record_is_corrupt_and_untouched() {
             }
             other => panic!("flip at {at}: expected Corrupt, got {other:?}"),
         }
-        assert_eq!(
-            fs::read(log_path(dir.path())).expect("read"),
-            data,
-            "flip at {at}"
-        );
+        assert_eq!(fs::read(log_path(dir.path())).expect("read"), data, "flip at {at}");
     }
 }
 
@@ -301,26 +266,18 @@ async fn rewrite_replaces_the_log_and_restarts_seq() {
     let compacted = vec![b"snapshot".to_vec(), b"tail".to_vec()];
     wal.rewrite(compacted.clone()).await.expect("rewrite");
     // The file is exactly the new records with seq 1, 2 and no leftovers.
-    assert_eq!(
-        fs::read(log_path(dir.path())).expect("read"),
-        encode_log(&compacted)
-    );
+    assert_eq!(fs::read(log_path(dir.path())).expect("read"), encode_log(&compacted));
     assert!(!dir.path().join("wal.log.tmp").exists());
     assert_eq!(wal.stats().file_len, encode_log(&compacted).len() as u64);
 
     wal.append(b"after".to_vec()).await.expect("append");
-    wal.append_many(vec![b"a2".to_vec(), b"a3".to_vec()])
-        .await
-        .expect("append_many");
+    wal.append_many(vec![b"a2".to_vec(), b"a3".to_vec()]).await.expect("append_many");
     drop(wal);
     let (wal, rec) = open(dir.path());
     let mut want = compacted.clone();
     want.extend([b"after".to_vec(), b"a2".to_vec(), b"a3".to_vec()]);
     assert_eq!(rec.records, want);
-    assert_eq!(
-        fs::read(log_path(dir.path())).expect("read"),
-        encode_log(&want)
-    );
+    assert_eq!(fs::read(log_path(dir.path())).expect("read"), encode_log(&want));
 
     // A rewrite to nothing leaves an empty, valid log.
     wal.rewrite(Vec::new()).await.expect("rewrite");
@@ -335,11 +292,7 @@ async fn rewrite_is_ordered_with_appends() {
     // append must be replaced, the second must survive.
     let dir = tempfile::tempdir().expect("tempdir");
     let (wal, _) = open(dir.path());
-    let (a, r, b) = tokio::join!(
-        wal.append(b"before".to_vec()),
-        wal.rewrite(vec![b"base".to_vec()]),
-        wal.append(b"after".to_vec()),
-    );
+    let (a, r, b) = tokio::join!(wal.append(b"before".to_vec()), wal.rewrite(vec![b"base".to_vec()]), wal.append(b"after".to_vec()),);
     a.expect("a");
     r.expect("r");
     b.expect("b");
@@ -353,11 +306,7 @@ fn leftover_tmp_file_is_ignored_and_removed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let recs = vec![b"real".to_vec()];
     fs::write(log_path(dir.path()), encode_log(&recs)).expect("write");
-    fs::write(
-        dir.path().join("wal.log.tmp"),
-        encode_log(&[b"half".to_vec()]),
-    )
-    .expect("write");
+    fs::write(dir.path().join("wal.log.tmp"), encode_log(&[b"half".to_vec()])).expect("write");
     let (_wal, rec) = open(dir.path());
     assert_eq!(rec.records, recs);
     assert!(!dir.path().join("wal.log.tmp").exists());
@@ -366,38 +315,20 @@ fn leftover_tmp_file_is_ignored_and_removed() {
 #[tokio::test]
 async fn oversized_record_is_refused_and_nothing_written() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = WalConfig {
-        record_bytes_max: 100,
-        ..WalConfig::default()
-    };
+    let config = WalConfig { record_bytes_max: 100, ..WalConfig::default() };
     let (wal, _) = Wal::open(dir.path(), config).expect("open");
     wal.append(vec![1; 100]).await.expect("at the limit");
     let len_before = fs::metadata(log_path(dir.path())).expect("meta").len();
 
     let err = wal.append(vec![2; 101]).await.expect_err("too large");
-    assert!(
-        matches!(err, WalError::TooLarge { len: 101, max: 100 }),
-        "{err:?}"
-    );
+    assert!(matches!(err, WalError::TooLarge { len: 101, max: 100 }), "{err:?}");
     // One oversized record refuses the whole group.
-    let err = wal
-        .append_many(vec![vec![3; 5], vec![4; 500]])
-        .await
-        .expect_err("too large");
-    assert!(
-        matches!(err, WalError::TooLarge { len: 500, max: 100 }),
-        "{err:?}"
-    );
-    let err = wal
-        .rewrite(vec![vec![5; 101]])
-        .await
-        .expect_err("too large");
+    let err = wal.append_many(vec![vec![3; 5], vec![4; 500]]).await.expect_err("too large");
+    assert!(matches!(err, WalError::TooLarge { len: 500, max: 100 }), "{err:?}");
+    let err = wal.rewrite(vec![vec![5; 101]]).await.expect_err("too large");
     assert!(matches!(err, WalError::TooLarge { .. }), "{err:?}");
 
-    assert_eq!(
-        fs::metadata(log_path(dir.path())).expect("meta").len(),
-        len_before
-    );
+    assert_eq!(fs::metadata(log_path(dir.path())).expect("meta").len(), len_before);
     assert_eq!(wal.stats().records_appended, 1);
     drop(wal);
     let (_wal, rec) = open(dir.path());
@@ -444,10 +375,7 @@ async fn full_queue_gives_backpressure() {
         other => panic!("expected Backpressure, got {other:?}"),
     }
     let mut refused_rw = Box::pin(wal.rewrite(vec![]));
-    assert!(matches!(
-        poll_once(&mut refused_rw),
-        Poll::Ready(Err(WalError::Backpressure))
-    ));
+    assert!(matches!(poll_once(&mut refused_rw), Poll::Ready(Err(WalError::Backpressure))));
 
     drop((refused, refused_rw));
 
@@ -459,10 +387,7 @@ async fn full_queue_gives_backpressure() {
     wal.append(b"later".to_vec()).await.expect("later");
     drop(wal);
     let (_wal, rec) = open(dir.path());
-    let want: Vec<Vec<u8>> = ["first", "q1", "q2", "q3", "later"]
-        .iter()
-        .map(|s| s.as_bytes().to_vec())
-        .collect();
+    let want: Vec<Vec<u8>> = ["first", "q1", "q2", "q3", "later"].iter().map(|s| s.as_bytes().to_vec()).collect();
     assert_eq!(rec.records, want);
 }
 

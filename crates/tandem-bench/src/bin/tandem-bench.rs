@@ -22,12 +22,12 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let tandem = match std::env::var_os("TANDEM_BIN") {
         Some(p) => std::path::PathBuf::from(p),
-        None => std::env::current_exe()
-            .context("locating this binary")?
-            .parent()
-            .context("this binary has no folder")?
-            .join("tandem"),
+        None => std::env::current_exe().context("locating this binary")?.parent().context("this binary has no folder")?.join("tandem"),
     };
-    anyhow::ensure!(tandem.exists(), "{} not found: build it with `cargo build --release -p tandem-cli` (or set TANDEM_BIN)", tandem.display());
+    anyhow::ensure!(
+        tandem.exists(),
+        "{} not found: build it with `cargo build --release -p tandem-cli` (or set TANDEM_BIN)",
+        tandem.display()
+    );
     tandem_bench::run(cli.bench, &tandem).await
 }

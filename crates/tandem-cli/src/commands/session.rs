@@ -164,9 +164,7 @@ impl CourierArg {
     fn public(&self) -> Result<PublicKey, Failure> {
         match (&self.courier_key, &self.courier) {
             (Some(path), _) => Ok(load_key_file(path)?.1.public()),
-            (None, Some(hex)) => {
-                PublicKey::from_hex(hex).map_err(|_| Failure::usage(format!("--courier {hex:?} is not 64 hex digits")))
-            }
+            (None, Some(hex)) => PublicKey::from_hex(hex).map_err(|_| Failure::usage(format!("--courier {hex:?} is not 64 hex digits"))),
             (None, None) => Err(Failure::usage("name the courier with --courier-key FILE or --courier HEX")),
         }
     }
@@ -212,7 +210,8 @@ pub async fn run(cmd: SessionCommand, g: &GlobalArgs) -> Result<(), Failure> {
             if g.json {
                 print_json(&done);
             } else {
-                let heights: Vec<u64> = done["steps"].as_array().into_iter().flatten().filter_map(|s| s["finality"]["height"].as_u64()).collect();
+                let heights: Vec<u64> =
+                    done["steps"].as_array().into_iter().flatten().filter_map(|s| s["finality"]["height"].as_u64()).collect();
                 let n = done["steps"].as_array().map_or(0, Vec::len);
                 match (heights.iter().min(), heights.iter().max()) {
                     (Some(lo), Some(hi)) if lo != hi => {
@@ -311,11 +310,8 @@ fn print_session(s: &Value) {
         println!("  note:      {note}");
     }
     for step in s["steps"].as_array().into_iter().flatten() {
-        let fin = if step["state"] == "final" {
-            format!("final at height {}", text(&step["finality"]["height"]))
-        } else {
-            "tentative".into()
-        };
+        let fin =
+            if step["state"] == "final" { format!("final at height {}", text(&step["finality"]["height"])) } else { "tentative".into() };
         println!(
             "  #{:<3} {:<9} {:<16} -> {:<12} {fin}",
             text(&step["seq"]),

@@ -314,9 +314,7 @@ impl Demo {
                     ));
                 }
                 End::Final(_) => {}
-                End::Rejected(code) => {
-                    self.log(format_args!("UNEXPECTED: {}'s session {} was rejected: {code}", p.owner, id))
-                }
+                End::Rejected(code) => self.log(format_args!("UNEXPECTED: {}'s session {} was rejected: {code}", p.owner, id)),
             }
         }
     }
@@ -330,10 +328,8 @@ impl Demo {
         let (lines, courier, passed, issue, by_inspector, destination, recipient) = {
             let mut rng = rand::thread_rng();
             let k = rng.gen_range(1..=3);
-            let lines: Vec<ManifestLine> = ITEMS
-                .choose_multiple(&mut rng, k)
-                .map(|(id, d)| actions::line(id, d, rng.gen_range(1..=48)))
-                .collect();
+            let lines: Vec<ManifestLine> =
+                ITEMS.choose_multiple(&mut rng, k).map(|(id, d)| actions::line(id, d, rng.gen_range(1..=48))).collect();
             (
                 lines,
                 &self.cast.couriers[rng.gen_range(0..2)],
@@ -417,9 +413,7 @@ impl Demo {
                     let Some(id) = e["session"].as_str().and_then(|s| Hash::from_hex(s).ok()) else { continue };
                     match e["type"].as_str() {
                         Some("session_finalized") if e["complete"] == true => self.ended(&id, End::Final(e["height"].as_u64())),
-                        Some("session_rejected") => {
-                            self.ended(&id, End::Rejected(e["code"].as_str().unwrap_or("rejected").to_string()))
-                        }
+                        Some("session_rejected") => self.ended(&id, End::Rejected(e["code"].as_str().unwrap_or("rejected").to_string())),
                         _ => {}
                     }
                 }

@@ -235,17 +235,11 @@ impl Summary {
         ));
         let rejected: u64 = self.rejected.values().sum();
         let rej = if rejected == 0 { "0 rejected".to_string() } else { format!("{rejected} rejected ({})", codes(&self.rejected)) };
-        line(format!(
-            "sessions: {} committed, {} finalized, {rej}, {} not final at exit",
-            self.committed, self.finalized, self.not_final
-        ));
+        line(format!("sessions: {} committed, {} finalized, {rej}, {} not final at exit", self.committed, self.finalized, self.not_final));
         line(format!("session finality (commit to final on L1): p50 {}, p95 {}", ms(self.final_p50), ms(self.final_p95)));
         let expected: u64 = self.expected_refusals.values().sum();
         if expected > 0 {
-            line(format!(
-                "refused on purpose: {expected} ({}; labelling a quarantined package)",
-                codes(&self.expected_refusals)
-            ));
+            line(format!("refused on purpose: {expected} ({}; labelling a quarantined package)", codes(&self.expected_refusals)));
         }
         if !self.unexpected_refusals.is_empty() {
             line(format!("refused steps: {}", codes(&self.unexpected_refusals)));

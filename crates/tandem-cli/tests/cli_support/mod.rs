@@ -71,7 +71,8 @@ pub fn run(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
         let _ = child.kill();
         let _ = child.wait();
     }
-    let out = Out { code: status.and_then(|s| s.code()).unwrap_or(-1), stdout: t_out.join().expect("join"), stderr: t_err.join().expect("join") };
+    let out =
+        Out { code: status.and_then(|s| s.code()).unwrap_or(-1), stdout: t_out.join().expect("join"), stderr: t_err.join().expect("join") };
     assert!(status.is_some(), "tandem {args:?} did not finish within 45 s: {out:?}");
     out
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::Value;
 use tandem_core::SecretKey;
-use tandem_devnet::{DevnetSpec, Devnet, Layout};
+use tandem_devnet::{Devnet, DevnetSpec, Layout};
 
 pub mod gateway;
 
@@ -89,9 +89,7 @@ impl Net {
         loop {
             if let Ok(r) = self.call(i, "tx", &[("hash", format!("0x{hash}"))]).await {
                 let res = &r["tx_result"];
-                let data = base64::engine::general_purpose::STANDARD
-                    .decode(res["data"].as_str().unwrap_or_default())
-                    .expect("base64");
+                let data = base64::engine::general_purpose::STANDARD.decode(res["data"].as_str().unwrap_or_default()).expect("base64");
                 let data = if data.is_empty() { Value::Null } else { serde_json::from_slice(&data).expect("json") };
                 return (
                     r["height"].as_str().expect("height").parse().expect("int"),

@@ -91,13 +91,9 @@ impl Harness {
         }
         let resp = self.app.clone().oneshot(req.body(Body::from(body)).expect("request")).await.expect("infallible");
         let status = resp.status();
-        let content_type =
-            resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-        let bytes = tokio::time::timeout(WAIT, resp.into_body().collect())
-            .await
-            .expect("the body arrives in time")
-            .expect("body")
-            .to_bytes();
+        let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let bytes =
+            tokio::time::timeout(WAIT, resp.into_body().collect()).await.expect("the body arrives in time").expect("body").to_bytes();
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Answer { status, json, text, content_type }
@@ -190,14 +186,6 @@ pub fn open_req(owner: &SecretKey, gateway: Option<PublicKey>, nonce: u64) -> Si
 
 /// A signed step timed now.
 pub fn step(actor: &SecretKey, session: Hash, seq: u64, package: &str, action: Action) -> SignedStep {
-    Step {
-        chain_id: CHAIN_ID.into(),
-        session,
-        seq,
-        actor: actor.public(),
-        package_id: package.into(),
-        action,
-        client_time_ms: now_ms(),
-    }
-    .sign(actor)
+    Step { chain_id: CHAIN_ID.into(), session, seq, actor: actor.public(), package_id: package.into(), action, client_time_ms: now_ms() }
+        .sign(actor)
 }
