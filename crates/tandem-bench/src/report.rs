@@ -175,7 +175,13 @@ fn row<'a>(r: &'a Results, v: usize, p: &str) -> Option<&'a Row> {
 fn targets(r: &Results) -> Vec<[String; 5]> {
     let mut t = Vec::new();
     let measured: Vec<&Row> = r.rows.iter().filter(|x| x.l2_step_ms.n > 0).collect();
-    let verdict = |ok: bool, miss: String| if ok { "**met**".to_string() } else { format!("**missed** ({miss})") };
+    let verdict = |ok: bool, miss: String| {
+        if ok {
+            "**met**".to_string()
+        } else {
+            format!("**missed** ({miss})")
+        }
+    };
     let nm = || "not measured in this run".to_string();
     // 1. L2 latency.
     if measured.is_empty() {

@@ -113,7 +113,9 @@ async fn listen(url: String, w: Arc<FinalityWatch>) {
                 while let Some(end) = buf.find("\n\n") {
                     let frame: String = buf.drain(..end + 2).collect();
                     for data in frame.lines().filter_map(|l| l.strip_prefix("data:")) {
-                        let Ok(v) = serde_json::from_str::<serde_json::Value>(data.trim()) else { continue };
+                        let Ok(v) = serde_json::from_str::<serde_json::Value>(data.trim()) else {
+                            continue;
+                        };
                         if v["type"] == "session_finalized" && v["complete"] == true {
                             if let Some(s) = v["session"].as_str() {
                                 w.record(s.to_string(), now);

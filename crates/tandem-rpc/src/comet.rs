@@ -449,7 +449,9 @@ async fn subscribe(inner: &Inner, url: &str) -> Result<Ws, String> {
         // Wait for the acknowledgement so a refused subscription (too many
         // clients, say) counts as a failure to connect.
         while let Some(msg) = ws.next().await {
-            let Message::Text(text) = msg.map_err(|e| e.to_string())? else { continue };
+            let Message::Text(text) = msg.map_err(|e| e.to_string())? else {
+                continue;
+            };
             let reply: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
             if let Some(error) = reply.get("error").filter(|e| !e.is_null()) {
                 return Err(format!("subscription refused: {error}"));
@@ -472,7 +474,9 @@ async fn follow(inner: &Inner, mut ws: Ws) {
         };
         match msg {
             Message::Text(text) => {
-                let Ok(event) = serde_json::from_str::<Value>(&text) else { continue };
+                let Ok(event) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
                 // CometBFT cancels a subscription with an error message (the
                 // node shutting down, a client too slow): reconnect.
                 if event.get("error").is_some_and(|e| !e.is_null()) {

@@ -217,7 +217,9 @@ pub async fn run(cmd: SessionCommand, g: &GlobalArgs) -> Result<(), Failure> {
                     (Some(lo), Some(hi)) if lo != hi => {
                         println!("finalized: {n} steps final at L1 heights {lo}..{hi} (waited {} ms)", started.elapsed().as_millis())
                     }
-                    (Some(h), _) => println!("finalized: {n} steps final at L1 height {h} (waited {} ms)", started.elapsed().as_millis()),
+                    (Some(h), _) => {
+                        println!("finalized: {n} steps final at L1 height {h} (waited {} ms)", started.elapsed().as_millis())
+                    }
                     _ => println!("finalized ({n} steps)"),
                 }
             }

@@ -340,7 +340,13 @@ impl Demo {
                 *RECIPIENTS.choose(&mut rng).unwrap_or(&"front desk"),
             )
         };
-        let qc = || if passed { actions::qc(true, &[]) } else { actions::qc(false, &[issue]) };
+        let qc = || {
+            if passed {
+                actions::qc(true, &[])
+            } else {
+                actions::qc(false, &[issue])
+            }
+        };
         let label = || actions::label(&format!("LBL-{}-{n:04}", self.tag), destination, Priority::Normal, courier.key.public());
 
         // Start a new package only in a paced slot, and not once stopping.
@@ -410,7 +416,9 @@ impl Demo {
         loop {
             if let Ok(mut events) = self.client.events().await {
                 while let Some(Ok(e)) = events.next().await {
-                    let Some(id) = e["session"].as_str().and_then(|s| Hash::from_hex(s).ok()) else { continue };
+                    let Some(id) = e["session"].as_str().and_then(|s| Hash::from_hex(s).ok()) else {
+                        continue;
+                    };
                     match e["type"].as_str() {
                         Some("session_finalized") if e["complete"] == true => self.ended(&id, End::Final(e["height"].as_u64())),
                         Some("session_rejected") => self.ended(&id, End::Rejected(e["code"].as_str().unwrap_or("rejected").to_string())),
@@ -428,7 +436,9 @@ impl Demo {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             for id in self.stats.stale_pending(Duration::from_secs(3), 64) {
-                let Ok(s) = self.client.session(&id).await else { continue };
+                let Ok(s) = self.client.session(&id).await else {
+                    continue;
+                };
                 match s["status"]["state"].as_str() {
                     Some("finalized") => {
                         let h = s["steps"].as_array().and_then(|a| a.last()).and_then(|st| st["finality"]["height"].as_u64());
