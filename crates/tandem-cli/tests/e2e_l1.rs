@@ -84,10 +84,11 @@ impl Replica {
         Replica { state, chain: net.layout.chain_id.clone() }
     }
     fn ctx(&self) -> tandem_core::Ctx<'_> {
-        tandem_core::Ctx { chain_id: &self.chain, time_ms: now_ms(), workflow: &tandem_core::workflow::INTAKE }
+        tandem_core::Ctx { chain_id: &self.chain, time_ms: now_ms(), workflow: &tandem_core::workflow::INTAKE, sigs: None }
     }
     fn execute(&mut self, tx: &[u8]) -> tandem_core::TxResult {
-        let ctx = tandem_core::Ctx { chain_id: &self.chain.clone(), time_ms: now_ms(), workflow: &tandem_core::workflow::INTAKE };
+        let ctx =
+            tandem_core::Ctx { chain_id: &self.chain.clone(), time_ms: now_ms(), workflow: &tandem_core::workflow::INTAKE, sigs: None };
         tandem_core::execute(&mut self.state, &ctx, tx)
     }
 }

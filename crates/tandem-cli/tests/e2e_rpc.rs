@@ -125,7 +125,7 @@ async fn comet_rpc_on_a_real_devnet_fails_over_and_reports_unavailable() {
         let b = rpc.block(h).await.expect("block");
         let expected = if h == 1 { Vec::new() } else { replica.app_hash().to_vec() };
         assert_eq!(b.app_hash_before, expected, "app hash in the header of block {h}");
-        let ctx = tandem_core::Ctx { chain_id: &b.chain_id, time_ms: b.time_ms, workflow: &tandem_core::workflow::INTAKE };
+        let ctx = tandem_core::Ctx { chain_id: &b.chain_id, time_ms: b.time_ms, workflow: &tandem_core::workflow::INTAKE, sigs: None };
         let preload = if h == 1 { genesis_writes.clone() } else { WriteSet::new() };
         let executed = tandem_core::block::execute_block(&replica.snapshot(), &ctx, preload, &b.txs);
         package_seen |= executed.results.iter().any(|r| matches!(r, tandem_core::TxResult::Direct { .. }));

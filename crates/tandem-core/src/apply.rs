@@ -12,6 +12,7 @@
 use crate::crypto::{Domain, Hash, PublicKey};
 use crate::kv::{KvRead, KvWrite, Overlay};
 use crate::limits::*;
+use crate::memo::SigMemo;
 use crate::message::{Action, AdminOp, DirectStep, Outcome, SessionBatch, SignedAdmin, SignedSessionOpen, SignedStep, Tx};
 use crate::model::{Actor, Gateway, HistoryEntry, Label, Package, QcRecord, Role, SessionRecord};
 use crate::reject::{Code, Rejection};
@@ -28,6 +29,10 @@ pub struct Ctx<'a> {
     pub time_ms: u64,
     /// The workflow in force.
     pub workflow: &'a Workflow,
+    /// Signatures this node has already found valid (see [`SigMemo`]); a
+    /// lookup there answers exactly what verification would, so it changes
+    /// cost, never a decision.
+    pub sigs: Option<&'a SigMemo>,
 }
 
 fn reject<T>(code: Code, detail: impl Into<String>) -> Result<T, Rejection> {
@@ -138,7 +143,7 @@ fn run_check(
         }
         (Check::ManifestSignature, _) => {
             let p = need_package()?;
-            if p.supplier.verify(Domain::Manifest, &p.manifest, &p.manifest_signature) {
+            if p.supplier.verify_memo(Domain::Manifest, &p.manifest, &p.manifest_signature, ctx.sigs) {
                 Ok(())
             } else {
                 reject(Code::ManifestSignatureInvalid, "the manifest signature does not verify under the supplier's key")
@@ -195,7 +200,11 @@ pub struct VerifiedStep<'a>(&'a SignedStep);
 impl<'a> VerifiedStep<'a> {
     /// Check the step's signature under its actor key.
     pub fn check(signed: &'a SignedStep) -> Option<VerifiedStep<'a>> {
-        signed.step.actor.verify(Domain::Step, &signed.step, &signed.signature).then_some(VerifiedStep(signed))
+        Self::check_memo(signed, None)
+    }
+    /// [`VerifiedStep::check`] through a [`SigMemo`].
+    pub fn check_memo(signed: &'a SignedStep, memo: Option<&SigMemo>) -> Option<VerifiedStep<'a>> {
+        signed.step.actor.verify_memo(Domain::Step, &signed.step, &signed.signature, memo).then_some(VerifiedStep(signed))
     }
     /// The step.
     pub fn signed(&self) -> &'a SignedStep {
@@ -236,7 +245,7 @@ fn decide(state: &mut impl KvWrite, ctx: &Ctx<'_>, signed: &SignedStep, verified
     let actor = active_actor(state, &step.actor)?;
     // The signature is checked at the same point whether or not it was
     // checked before, so both paths reject with the same code.
-    if verified.is_none() && VerifiedStep::check(signed).is_none() {
+    if verified.is_none() && VerifiedStep::check_memo(signed, ctx.sigs).is_none() {
         return reject(Code::BadSignature, "the step's signature does not verify");
     }
     check_time(ctx, step.client_time_ms)?;
@@ -348,7 +357,7 @@ pub fn open_session(state: &mut impl KvWrite, ctx: &Ctx<'_>, signed: &SignedSess
         return reject(Code::WrongChain, format!("open is for chain {:?}", open.chain_id));
     }
     let owner = active_actor(state, &open.owner)?;
-    if !open.owner.verify(Domain::SessionOpen, open, &signed.signature) {
+    if !open.owner.verify_memo(Domain::SessionOpen, open, &signed.signature, ctx.sigs) {
         return reject(Code::BadSignature, "the open request's signature does not verify");
     }
     check_time(ctx, open.client_time_ms)?;
@@ -390,7 +399,7 @@ pub fn apply_batch(state: &mut impl KvWrite, ctx: &Ctx<'_>, batch: &SessionBatch
         Some(g) if !g.active => return Err(whole(Code::GatewayRevoked, format!("{} was revoked", body.gateway))),
         Some(_) => {}
     }
-    if !body.gateway.verify(Domain::Batch, body, &batch.signature) {
+    if !body.gateway.verify_memo(Domain::Batch, body, &batch.signature, ctx.sigs) {
         return Err(whole(Code::BadSignature, "the gateway's batch signature does not verify"));
     }
     if body.steps.is_empty() || body.steps.len() > BATCH_STEPS_MAX || body.claims.len() != body.steps.len() {
@@ -482,7 +491,7 @@ pub fn apply_admin(state: &mut impl KvWrite, ctx: &Ctx<'_>, signed: &SignedAdmin
         Some(a) if a.active && a.role == Role::Admin => {}
         _ => return reject(Code::NotAdmin, format!("{} is not an active administrator", body.admin)),
     }
-    if !body.admin.verify(Domain::Admin, body, &signed.signature) {
+    if !body.admin.verify_memo(Domain::Admin, body, &signed.signature, ctx.sigs) {
         return reject(Code::BadSignature, "the administrator's signature does not verify");
     }
     let expected = state.admin_nonce(&body.admin) + 1;
@@ -582,33 +591,35 @@ fn decode_rejection(e: crate::message::DecodeError) -> Rejection {
 
 /// Check a transaction's bytes without state: size, encoding, and every
 /// signature in it. What L1's `CheckTx` runs before admitting to the mempool.
-pub fn check_stateless(bytes: &[u8]) -> Result<Tx, Rejection> {
+/// Valid signatures are remembered in `memo`, so that executing the same
+/// transaction later does not verify them again.
+pub fn check_stateless(bytes: &[u8], memo: Option<&SigMemo>) -> Result<Tx, Rejection> {
     let tx = Tx::decode(bytes).map_err(decode_rejection)?;
     let bad = |what: &str| Rejection::new(Code::BadSignature, format!("the {what} signature does not verify"));
     let check_open = |o: &Option<SignedSessionOpen>| match o {
-        Some(o) if !o.open.owner.verify(Domain::SessionOpen, &o.open, &o.signature) => Err(bad("open request's")),
+        Some(o) if !o.open.owner.verify_memo(Domain::SessionOpen, &o.open, &o.signature, memo) => Err(bad("open request's")),
         _ => Ok(()),
     };
     match &tx {
         Tx::SessionBatch(b) => {
-            if !b.body.gateway.verify(Domain::Batch, &b.body, &b.signature) {
+            if !b.body.gateway.verify_memo(Domain::Batch, &b.body, &b.signature, memo) {
                 return Err(bad("gateway's batch"));
             }
             check_open(&b.body.open)?;
             for s in &b.body.steps {
-                if !s.step.actor.verify(Domain::Step, &s.step, &s.signature) {
+                if !s.step.actor.verify_memo(Domain::Step, &s.step, &s.signature, memo) {
                     return Err(bad("step's"));
                 }
             }
         }
         Tx::DirectStep(d) => {
             check_open(&d.open)?;
-            if !d.step.step.actor.verify(Domain::Step, &d.step.step, &d.step.signature) {
+            if !d.step.step.actor.verify_memo(Domain::Step, &d.step.step, &d.step.signature, memo) {
                 return Err(bad("step's"));
             }
         }
         Tx::Admin(a) => {
-            if !a.body.admin.verify(Domain::Admin, &a.body, &a.signature) {
+            if !a.body.admin.verify_memo(Domain::Admin, &a.body, &a.signature, memo) {
                 return Err(bad("administrator's"));
             }
         }

@@ -9,7 +9,7 @@
 use std::fmt;
 
 use borsh::{BorshDeserialize, BorshSerialize};
-use ed25519_dalek::{Signer, Verifier as _};
+use ed25519_dalek::Signer;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 
@@ -147,6 +147,34 @@ impl PublicKey {
     /// Strict: small-order keys, non-canonical points and non-canonical `s`
     /// are refused.
     pub fn verify<T: BorshSerialize>(&self, domain: Domain, message: &T, signature: &Signature) -> bool {
+        self.verify_bytes(&domain_bytes(domain, message), signature)
+    }
+
+    /// [`PublicKey::verify`], answered from `memo` when these exact bytes were
+    /// found valid before, and remembered there when they are found valid now.
+    pub fn verify_memo<T: BorshSerialize>(
+        &self,
+        domain: Domain,
+        message: &T,
+        signature: &Signature,
+        memo: Option<&crate::memo::SigMemo>,
+    ) -> bool {
+        let bytes = domain_bytes(domain, message);
+        let Some(memo) = memo else {
+            return self.verify_bytes(&bytes, signature);
+        };
+        let key = crate::memo::SigMemo::key(&self.0, &bytes, &signature.0);
+        if memo.contains(&key) {
+            return true;
+        }
+        let ok = self.verify_bytes(&bytes, signature);
+        if ok {
+            memo.remember(key);
+        }
+        ok
+    }
+
+    fn verify_bytes(&self, bytes: &[u8], signature: &Signature) -> bool {
         let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&self.0) else {
             return false;
         };
@@ -154,8 +182,9 @@ impl PublicKey {
             return false;
         }
         let sig = ed25519_dalek::Signature::from_bytes(&signature.0);
-        let bytes = domain_bytes(domain, message);
-        key.verify_strict(&bytes, &sig).is_ok() && key.verify(&bytes, &sig).is_ok()
+        // `verify_strict` evaluates the same equation as `verify`, plus the
+        // small-order checks on R and the key; checking both would pay twice.
+        key.verify_strict(bytes, &sig).is_ok()
     }
 }
 

@@ -26,6 +26,7 @@ pub mod crypto;
 pub mod genesis;
 pub mod kv;
 pub mod limits;
+pub mod memo;
 pub mod message;
 pub mod model;
 pub mod reject;
@@ -42,5 +43,6 @@ pub mod testkit;
 
 pub use apply::{apply, execute, Ctx, TxResult};
 pub use crypto::{Hash, PublicKey, SecretKey, Signature};
+pub use memo::SigMemo;
 pub use message::{Outcome, Step, Tx};
 pub use reject::{Code, Rejection};

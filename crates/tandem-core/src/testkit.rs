@@ -94,7 +94,7 @@ impl Cast {
 
 /// The context the fixtures decide in.
 pub fn ctx() -> Ctx<'static> {
-    Ctx { chain_id: CHAIN_ID, time_ms: TIME_MS, workflow: &INTAKE }
+    Ctx { chain_id: CHAIN_ID, time_ms: TIME_MS, workflow: &INTAKE, sigs: None }
 }
 
 /// A signed open request.

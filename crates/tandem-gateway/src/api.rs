@@ -244,7 +244,7 @@ fn refuse_if_unhealthy(gw: &Shared) -> ApiResult<()> {
 
 async fn open_session(State(gw): State<Arc<Shared>>, Body(open): Body<SignedSessionOpen>) -> ApiResult<impl IntoResponse> {
     refuse_if_unhealthy(&gw)?;
-    if !open.open.owner.verify(tandem_core::crypto::Domain::SessionOpen, &open.open, &open.signature) {
+    if !open.open.owner.verify_memo(tandem_core::crypto::Domain::SessionOpen, &open.open, &open.signature, Some(&gw.sigs)) {
         return Err(tandem_core::Rejection::new(Code::BadSignature, "the open request's signature does not verify").into());
     }
     let record = borsh::to_vec(&WalRecord::Opened(open.clone())).expect("encoding");
@@ -276,9 +276,16 @@ async fn post_step(State(gw): State<Arc<Shared>>, Path(id): Path<String>, Body(s
     if signed.step.session != id {
         return Err(GwError::new(Kind::BadRequest, "session_mismatch", "the step names another session than the URL").into());
     }
-    let Some(verified) = VerifiedStep::check(&signed) else {
+    let Some(verified) = VerifiedStep::check_memo(&signed, Some(&gw.sigs)) else {
         return Err(tandem_core::Rejection::new(Code::BadSignature, "the step's signature does not verify").into());
     };
+    // A registration's manifest is signed by its supplier, the step's actor.
+    // Checked here, outside the lock, only to fill the memo: the decision
+    // under the lock then finds it there (or, if it failed, fails again and
+    // rejects with the workflow's own code and order of checks).
+    if let tandem_core::message::Action::Register { manifest, manifest_signature } = &signed.step.action {
+        signed.step.actor.verify_memo(tandem_core::crypto::Domain::Manifest, manifest, manifest_signature, Some(&gw.sigs));
+    }
     let (accepted, wait) = {
         let mut st = gw.state.lock().expect("lock");
         let st = &mut *st;

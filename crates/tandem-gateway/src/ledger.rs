@@ -18,6 +18,7 @@
 //! it is final, and is rejected with it if it fails.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use serde::Serialize;
 use tandem_core::apply::{apply_verified, open_session, Ctx, TxResult, VerifiedStep};
@@ -27,7 +28,7 @@ use tandem_core::message::{BatchBody, Receipt, ReceiptBody, SignedSessionOpen, S
 use tandem_core::model::Package;
 use tandem_core::state::StateRead;
 use tandem_core::workflow::INTAKE;
-use tandem_core::{Hash, Outcome, SecretKey};
+use tandem_core::{Hash, Outcome, SecretKey, SigMemo};
 
 use crate::error::{GwError, Kind};
 
@@ -297,6 +298,9 @@ pub struct Ledger {
     chain_id: String,
     key: SecretKey,
     config: LedgerConfig,
+    /// Signatures found valid at intake, shared with the replica so that
+    /// replaying this gateway's own batches does not verify them again.
+    sigs: Arc<SigMemo>,
     sessions: BTreeMap<Hash, Session>,
     /// Order in which live sessions' steps were accepted: (session, seq).
     order: Vec<(Hash, u64)>,
@@ -323,6 +327,7 @@ impl Ledger {
             chain_id,
             key,
             config,
+            sigs: Arc::new(SigMemo::default()),
             sessions: BTreeMap::new(),
             order: Vec::new(),
             open_order: Vec::new(),
@@ -338,7 +343,12 @@ impl Ledger {
     }
 
     fn ctx(&self, now_ms: u64) -> Ctx<'_> {
-        Ctx { chain_id: &self.chain_id, time_ms: now_ms, workflow: &INTAKE }
+        Ctx { chain_id: &self.chain_id, time_ms: now_ms, workflow: &INTAKE, sigs: Some(&self.sigs) }
+    }
+
+    /// The signature memo intake fills (see [`SigMemo`]).
+    pub fn sigs(&self) -> Arc<SigMemo> {
+        self.sigs.clone()
     }
 
     /// The chain id.
@@ -405,7 +415,7 @@ impl Ledger {
         }
         let writes = std::mem::take(&mut self.writes);
         let mut overlay = Overlay::with_writes(base, writes);
-        let ctx = Ctx { chain_id: &self.chain_id, time_ms: now_ms, workflow: &INTAKE };
+        let ctx = Ctx { chain_id: &self.chain_id, time_ms: now_ms, workflow: &INTAKE, sigs: Some(&self.sigs) };
         let result = open_session(&mut overlay, &ctx, &open);
         self.writes = overlay.into_parts().1;
         result?;
@@ -442,7 +452,7 @@ impl Ledger {
         }
         let writes = std::mem::take(&mut self.writes);
         let mut overlay = Overlay::with_writes(base, writes);
-        let ctx = Ctx { chain_id: &self.chain_id, time_ms: now_ms, workflow: &INTAKE };
+        let ctx = Ctx { chain_id: &self.chain_id, time_ms: now_ms, workflow: &INTAKE, sigs: Some(&self.sigs) };
         let result = apply_verified(&mut overlay, &ctx, step);
         self.writes = overlay.into_parts().1;
         let outcome = result?;
@@ -535,7 +545,9 @@ impl Ledger {
                 continue;
             }
             let first = session.chain_seq + 1;
-            let Some(last_seq) = session.steps.last().map(|s| s.signed.step.seq) else { continue };
+            let Some(last_seq) = session.steps.last().map(|s| s.signed.step.seq) else {
+                continue;
+            };
             let upto = last_seq.min(first + BATCH_STEPS_MAX as u64 - 1);
             let (tx, last_seq) = build_batch(&self.chain_id, &self.key, session, upto);
             let hash = tx_hash(&tx);
@@ -684,7 +696,9 @@ impl Ledger {
             return;
         }
         self.index_finality(*id, first, last, fin);
-        let Some(session) = self.sessions.get_mut(id) else { return };
+        let Some(session) = self.sessions.get_mut(id) else {
+            return;
+        };
         let mut newly = 0;
         for st in session.steps.iter_mut() {
             let seq = st.signed.step.seq;
@@ -710,7 +724,9 @@ impl Ledger {
     fn reject_cascade(&mut self, id: Hash, seq: Option<u64>, code: &str, detail: String, events: &mut Vec<Event>) {
         let mut queue = vec![(id, seq, code.to_string(), detail)];
         while let Some((id, seq, code, detail)) = queue.pop() {
-            let Some(session) = self.sessions.get_mut(&id) else { continue };
+            let Some(session) = self.sessions.get_mut(&id) else {
+                continue;
+            };
             if !session.live() {
                 continue;
             }
@@ -754,7 +770,9 @@ impl Ledger {
             if doomed.is_none() {
                 for (id, seq) in &self.order {
                     let session = &self.sessions[id];
-                    let Some(rec) = session.steps.iter().find(|s| s.signed.step.seq == *seq) else { continue };
+                    let Some(rec) = session.steps.iter().find(|s| s.signed.step.seq == *seq) else {
+                        continue;
+                    };
                     let verified = VerifiedStep::check(&rec.signed).expect("accepted steps carry valid signatures");
                     match apply_verified(&mut overlay, &ctx, verified) {
                         Ok(o) if o == rec.outcome => {}
@@ -825,7 +843,8 @@ impl Ledger {
         let writes = std::mem::take(&mut self.writes);
         let mut overlay = Overlay::with_writes(base, writes);
         let chain_id = self.chain_id.clone();
-        let ctx = Ctx { chain_id: &chain_id, time_ms: now_ms, workflow: &INTAKE };
+        let sigs = self.sigs.clone();
+        let ctx = Ctx { chain_id: &chain_id, time_ms: now_ms, workflow: &INTAKE, sigs: Some(&sigs) };
         let mut steps = 0;
         for record in records {
             match record {
@@ -846,7 +865,9 @@ impl Ledger {
                 WalRecord::Step { step, outcome } => {
                     let id = step.step.session;
                     let seq = step.step.seq;
-                    let Some(session) = self.sessions.get(&id) else { continue };
+                    let Some(session) = self.sessions.get(&id) else {
+                        continue;
+                    };
                     if seq <= session.chain_seq || failures.iter().any(|f| f.0 == id) {
                         continue;
                     }

@@ -5,12 +5,14 @@
 //! step, and doubles as an audit of the chain.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tandem_core::apply::Ctx;
 use tandem_core::block::execute_block;
 use tandem_core::genesis::Genesis;
 use tandem_core::kv::{Overlay, WriteSet};
 use tandem_core::workflow::INTAKE;
+use tandem_core::SigMemo;
 use tandem_rpc::L1Block;
 use tandem_state::{Snapshot, Storage};
 
@@ -51,17 +53,20 @@ pub struct Replica {
     storage: Storage,
     chain_id: String,
     genesis: WriteSet,
+    /// Signatures the gateway verified at intake: its own batches replay
+    /// without verifying them again.
+    sigs: Arc<SigMemo>,
 }
 
 impl Replica {
     /// Open (or create) the replica's store under `dir` for the chain with
-    /// this genesis.
-    pub fn open(dir: &Path, chain_id: &str, genesis: &Genesis) -> anyhow::Result<Replica> {
+    /// this genesis, replaying with the signature memo `sigs`.
+    pub fn open(dir: &Path, chain_id: &str, genesis: &Genesis, sigs: Arc<SigMemo>) -> anyhow::Result<Replica> {
         std::fs::create_dir_all(dir)?;
         let storage = Storage::open(&dir.join("replica.redb"))?;
         let mut overlay = Overlay::new(std::collections::BTreeMap::<Vec<u8>, Vec<u8>>::new());
         genesis.apply(chain_id, &mut overlay)?;
-        Ok(Replica { storage, chain_id: chain_id.to_string(), genesis: overlay.into_writes() })
+        Ok(Replica { storage, chain_id: chain_id.to_string(), genesis: overlay.into_writes(), sigs })
     }
 
     /// Last replayed height.
@@ -92,7 +97,7 @@ impl Replica {
                 theirs: hex::encode_upper(&block.app_hash_before),
             });
         }
-        let ctx = Ctx { chain_id: &self.chain_id, time_ms: block.time_ms, workflow: &INTAKE };
+        let ctx = Ctx { chain_id: &self.chain_id, time_ms: block.time_ms, workflow: &INTAKE, sigs: Some(&self.sigs) };
         let preload = if block.height == 1 { self.genesis.clone() } else { WriteSet::new() };
         let snapshot = self.storage.snapshot();
         let result = execute_block(&snapshot, &ctx, preload, &block.txs);

@@ -94,6 +94,8 @@ pub struct Shared {
     pub l1: Arc<dyn L1>,
     /// The replica.
     pub replica: Replica,
+    /// Signatures verified at intake (shared by the ledger and the replica).
+    pub sigs: Arc<tandem_core::SigMemo>,
     /// Gateway events for subscribers.
     pub events: broadcast::Sender<Event>,
     /// Replayed blocks, for direct-step waiters.
@@ -173,7 +175,9 @@ impl Gateway {
     pub async fn start(config: GatewayConfig, l1: Arc<dyn L1>) -> anyhow::Result<Gateway> {
         std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
         let (chain_id, genesis) = genesis(l1.as_ref(), &config.data_dir).await?;
-        let replica = Replica::open(&config.data_dir.join("replica"), &chain_id, &genesis)?;
+        let ledger = Ledger::new(chain_id.clone(), config.key.clone(), config.ledger.clone());
+        let sigs = ledger.sigs();
+        let replica = Replica::open(&config.data_dir.join("replica"), &chain_id, &genesis, sigs.clone())?;
         let metrics = Metrics::new();
         let fsync_hist = metrics.wal_fsync_seconds.clone();
         let wal_config = WalConfig {
@@ -192,7 +196,6 @@ impl Gateway {
             .context("a checksummed WAL record does not decode")?;
         let (events, _) = broadcast::channel(4096);
         let (blocks, _) = broadcast::channel(256);
-        let ledger = Ledger::new(chain_id.clone(), config.key.clone(), config.ledger.clone());
         let shared = Arc::new(Shared {
             limiter: Mutex::new(crate::api::TokenBucket::new(config.rate_per_s, config.rate_burst)),
             state: Mutex::new(LedgerState { ledger, base: replica.snapshot() }),
@@ -200,6 +203,7 @@ impl Gateway {
             wal,
             l1,
             replica,
+            sigs,
             events,
             blocks,
             metrics,

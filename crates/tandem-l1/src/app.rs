@@ -8,6 +8,8 @@
 //! store is at the last committed height, `Info` reports it, and CometBFT
 //! replays the blocks after it, reproducing the same app hashes.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use tandem_core::apply::{check_stateless, Ctx, TxResult};
 use tandem_core::block::execute_block;
@@ -16,6 +18,7 @@ use tandem_core::kv::{Overlay, WriteSet};
 use tandem_core::limits::TX_BYTES_MAX;
 use tandem_core::state::StateRead;
 use tandem_core::workflow::INTAKE;
+use tandem_core::SigMemo;
 use tandem_state::{PendingCommit, Storage};
 use tendermint::abci::types::ExecTxResult;
 use tendermint::abci::{response, Event, EventAttributeIndexExt};
@@ -58,6 +61,9 @@ pub struct App {
     /// The executed, uncommitted block.
     pending: Option<PendingCommit>,
     crash: Option<CrashPoint>,
+    /// Signatures found valid by `CheckTx` (or an earlier block), so that
+    /// `FinalizeBlock` does not verify them a second time.
+    sigs: Arc<SigMemo>,
 }
 
 /// Block time as milliseconds since the Unix epoch (0 for times before it).
@@ -69,7 +75,12 @@ impl App {
     /// The application over `storage`.
     pub fn new(storage: Storage, crash: Option<CrashPoint>) -> App {
         let chain_id = storage.snapshot().chain_id();
-        App { storage, chain_id, genesis: None, pending: None, crash }
+        App { storage, chain_id, genesis: None, pending: None, crash, sigs: Arc::new(SigMemo::default()) }
+    }
+
+    /// The signature memo `CheckTx` fills and `FinalizeBlock` reads.
+    pub fn sigs(&self) -> Arc<SigMemo> {
+        self.sigs.clone()
     }
 
     /// A handle on the storage (for queries on other connections).
@@ -105,9 +116,10 @@ impl App {
     }
 
     /// `CheckTx`: stateless admission (size, encoding, every signature). Never
-    /// an error: a bad transaction gets a non-zero code and a log.
-    pub fn check_tx(tx: &[u8]) -> response::CheckTx {
-        match check_stateless(tx) {
+    /// an error: a bad transaction gets a non-zero code and a log. Valid
+    /// signatures are remembered in `sigs`.
+    pub fn check_tx(tx: &[u8], sigs: &SigMemo) -> response::CheckTx {
+        match check_stateless(tx, Some(sigs)) {
             Ok(_) => response::CheckTx::default(),
             Err(r) => {
                 response::CheckTx { code: r.code.number().into(), log: r.to_string(), codespace: "tandem".into(), ..Default::default() }
@@ -151,7 +163,7 @@ impl App {
         let height = req.height.value();
         assert_eq!(height, self.storage.height() + 1, "CometBFT asked for a block the store is not ready for");
         let chain_id = self.chain_id.clone().expect("InitChain or a committed genesis sets the chain id");
-        let ctx = Ctx { chain_id: &chain_id, time_ms: time_ms(req.time), workflow: &INTAKE };
+        let ctx = Ctx { chain_id: &chain_id, time_ms: time_ms(req.time), workflow: &INTAKE, sigs: Some(&self.sigs) };
         let preload = if height == 1 { self.genesis.clone().unwrap_or_default() } else { WriteSet::new() };
         let snapshot = self.storage.snapshot();
         let block = execute_block(&snapshot, &ctx, preload, &req.txs);

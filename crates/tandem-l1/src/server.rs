@@ -4,7 +4,9 @@
 //! - consensus: the only connection that changes state. Every request is
 //!   handled synchronously inside `call`, so requests are answered strictly
 //!   in the order CometBFT sent them (no buffer, no reordering).
-//! - mempool: `CheckTx` is stateless, so it never waits for a block.
+//! - mempool: `CheckTx` is stateless, so it never waits for a block. A
+//!   recheck (after each block, for transactions still in the mempool) is
+//!   answered OK at once: the verdict on the same bytes cannot have changed.
 //! - info: `Info` and `Query` read committed storage, never the block in
 //!   progress.
 //! - snapshot: state sync is not offered; every request gets an empty answer.
@@ -16,7 +18,9 @@ use std::future::{ready, Ready};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use tandem_core::SigMemo;
 use tandem_state::Storage;
+use tendermint::abci::request::CheckTxKind;
 use tendermint::abci::response;
 use tendermint::v0_38::abci::request::{ConsensusRequest, InfoRequest, MempoolRequest, SnapshotRequest};
 use tendermint::v0_38::abci::response::{ConsensusResponse, InfoResponse, MempoolResponse, SnapshotResponse};
@@ -55,9 +59,16 @@ impl Service<ConsensusRequest> for Consensus {
     }
 }
 
-/// The mempool connection.
-#[derive(Clone, Copy, Default)]
-pub struct Mempool;
+/// The mempool connection, sharing the app's signature memo.
+#[derive(Clone)]
+pub struct Mempool(Arc<SigMemo>);
+
+impl Mempool {
+    /// The mempool connection over `sigs` (the consensus side's memo).
+    pub fn new(sigs: Arc<SigMemo>) -> Mempool {
+        Mempool(sigs)
+    }
+}
 
 impl Service<MempoolRequest> for Mempool {
     type Response = MempoolResponse;
@@ -70,7 +81,11 @@ impl Service<MempoolRequest> for Mempool {
 
     fn call(&mut self, req: MempoolRequest) -> Self::Future {
         let MempoolRequest::CheckTx(r) = req;
-        ready(Ok(MempoolResponse::CheckTx(App::check_tx(&r.tx))))
+        let rsp = match r.kind {
+            CheckTxKind::Recheck => response::CheckTx::default(),
+            CheckTxKind::New => App::check_tx(&r.tx, &self.0),
+        };
+        ready(Ok(MempoolResponse::CheckTx(rsp)))
     }
 }
 
@@ -124,7 +139,8 @@ impl Service<SnapshotRequest> for Snapshot {
 /// The four services over one application.
 pub fn services(app: App) -> (Consensus, Mempool, Info, Snapshot) {
     let storage = app.storage().clone();
-    (Consensus(Arc::new(Mutex::new(app))), Mempool, Info(storage), Snapshot)
+    let sigs = app.sigs();
+    (Consensus(Arc::new(Mutex::new(app))), Mempool(sigs), Info(storage), Snapshot)
 }
 
 /// Serve ABCI on `addr` (`tcp://host:port`, `host:port` or `unix:///path`)

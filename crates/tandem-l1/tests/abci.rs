@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use tandem_core::message::{DirectStep, Tx};
 use tandem_core::testkit::*;
-use tandem_core::Code;
+use tandem_core::{Code, SigMemo};
 use tandem_l1::App;
 use tandem_state::Storage;
 use tendermint::v0_38::abci::request;
@@ -149,14 +149,67 @@ fn a_crash_between_finalize_and_commit_replays_to_the_same_app_hash() {
 #[test]
 fn check_tx_rejects_with_codes_and_never_errors() {
     let cast = Cast::new();
+    let sigs = SigMemo::default();
     let good = register_tx(&cast, "P1", 1);
-    assert_eq!(App::check_tx(&good).code.value(), 0);
-    assert_eq!(App::check_tx(b"").code.value(), Code::Malformed.number());
-    assert_eq!(App::check_tx(&vec![0u8; tandem_core::limits::TX_BYTES_MAX + 1]).code.value(), Code::TooLarge.number());
+    assert_eq!(App::check_tx(&good, &sigs).code.value(), 0);
+    assert_eq!(sigs.len(), 2, "the open request's and the step's signatures are remembered");
+    assert_eq!(App::check_tx(b"", &sigs).code.value(), Code::Malformed.number());
+    assert_eq!(App::check_tx(&vec![0u8; tandem_core::limits::TX_BYTES_MAX + 1], &sigs).code.value(), Code::TooLarge.number());
     let mut forged = good.clone();
     let last = forged.len() - 1;
     forged[last] ^= 1; // inside the step signature
-    assert_eq!(App::check_tx(&forged).code.value(), Code::BadSignature.number());
+    assert_eq!(App::check_tx(&forged, &sigs).code.value(), Code::BadSignature.number());
+    assert_eq!(sigs.len(), 2, "a failed check is never remembered");
+}
+
+/// Blocks decide the same whether or not `CheckTx` saw their transactions
+/// first: one app is fed every transaction through `CheckTx` (filling its
+/// signature memo), the other never is, and a forged twin of a remembered
+/// transaction is still refused by both.
+#[tokio::test]
+async fn check_tx_memo_never_changes_a_block() {
+    use tower::{Service, ServiceExt};
+    let cast = Cast::new();
+    let good = register_tx(&cast, "P1", 1);
+    let mut forged = register_tx(&cast, "P2", 2);
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    let txs = vec![good.clone(), forged.clone(), register_tx(&cast, "P3", 3)];
+
+    let mut hashes = Vec::new();
+    let mut codes = Vec::new();
+    for via_check_tx in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut app = App::new(Storage::open(&dir.path().join("db")).expect("open"), None);
+        init_chain(&mut app, &cast);
+        if via_check_tx {
+            let sigs = app.sigs();
+            for tx in &txs {
+                App::check_tx(tx, &sigs);
+            }
+            assert!(!sigs.is_empty());
+            let mut mempool = tandem_l1::server::Mempool::new(sigs.clone());
+            // A recheck is answered OK without work: the verdict on the same
+            // bytes was given at admission.
+            let recheck = request::CheckTx { tx: Bytes::from_static(b"junk"), kind: request::CheckTxKind::Recheck };
+            let rsp = mempool
+                .ready()
+                .await
+                .expect("ready")
+                .call(tendermint::v0_38::abci::request::MempoolRequest::CheckTx(recheck))
+                .await
+                .expect("answer");
+            let tendermint::v0_38::abci::response::MempoolResponse::CheckTx(rsp) = rsp;
+            assert_eq!(rsp.code.value(), 0);
+        }
+        let r = app.finalize_block(block(1, txs.clone()));
+        codes.push(r.tx_results.iter().map(|t| t.code.value()).collect::<Vec<_>>());
+        hashes.push(r.app_hash);
+        app.commit();
+    }
+    assert_eq!(codes[0], vec![0, Code::BadSignature.number(), 0]);
+    assert_eq!(codes[0], codes[1]);
+    assert_eq!(hashes[0], hashes[1]);
 }
 
 #[test]

@@ -211,7 +211,7 @@ impl Shared {
         let txs = std::mem::take(&mut chain.mempool);
         // Exactly `App::finalize_block`: genesis writes preloaded into block 1,
         // every transaction through `execute_block` on the committed state.
-        let ctx = Ctx { chain_id: &chain.chain_id, time_ms, workflow: &INTAKE };
+        let ctx = Ctx { chain_id: &chain.chain_id, time_ms, workflow: &INTAKE, sigs: None };
         let preload = if height == 1 { chain.genesis_writes.clone().unwrap_or_default() } else { WriteSet::new() };
         let snapshot = chain.storage.snapshot();
         let executed = execute_block(&snapshot, &ctx, preload, &txs);
@@ -267,7 +267,7 @@ impl L1 for FakeL1 {
         // CometBFT's tx hash: SHA-256 of the bytes.
         let hash = hex::encode_upper(Sha256::digest(&tx));
         // CheckTx as L1 runs it: stateless, a code rather than an error.
-        if let Err(r) = check_stateless(&tx) {
+        if let Err(r) = check_stateless(&tx, None) {
             return Ok(Broadcast { code: r.code.number(), log: r.to_string(), hash });
         }
         let mut chain = lock(&self.shared.chain);

@@ -102,7 +102,7 @@ async fn app_hashes_match_a_storage_replay() {
         let block = l1.block(h).await.expect("block");
         let expected_before = if h == 1 { Vec::new() } else { replica.app_hash().to_vec() };
         assert_eq!(block.app_hash_before, expected_before, "header app hash at height {h}");
-        let ctx = Ctx { chain_id: &block.chain_id, time_ms: block.time_ms, workflow: &INTAKE };
+        let ctx = Ctx { chain_id: &block.chain_id, time_ms: block.time_ms, workflow: &INTAKE, sigs: None };
         let preload = if h == 1 { genesis_writes.clone() } else { WriteSet::new() };
         let executed = execute_block(&replica.snapshot(), &ctx, preload, &block.txs);
         assert_eq!(Some(executed.results), fake.tx_results(h), "results at height {h}");
