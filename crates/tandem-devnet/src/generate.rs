@@ -55,6 +55,28 @@ fn node_ip(base: Ipv4Addr, i: usize) -> anyhow::Result<Ipv4Addr> {
     Ok(Ipv4Addr::from(u32::from(base) + u32::try_from(i)?))
 }
 
+/// Longest Unix socket path the kernel accepts, less a margin (`sun_path` is 108 bytes).
+const UNIX_PATH_MAX: usize = 100;
+
+/// Where CometBFT dials node `home`'s app: a Unix socket in the node's folder.
+///
+/// Not TCP: the ABCI server answers each request with two small writes (the response, then the
+/// flush response), and on a TCP socket without `TCP_NODELAY` Nagle's algorithm holds the
+/// second until the first is acknowledged, which CometBFT's side delays by up to 40 ms. Every
+/// ABCI call then costs ~40 ms (measured: 88 ms from "finalizing commit" to "committed state"
+/// for an empty block over TCP, 3 ms over a Unix socket). A path too long for a socket falls
+/// back to `tcp://ip:26658`, with a warning.
+fn abci_addr(home: &Path, ip: Ipv4Addr) -> String {
+    let socket = home.join("abci.sock");
+    match socket.to_str() {
+        Some(path) if path.len() <= UNIX_PATH_MAX => format!("unix://{path}"),
+        _ => {
+            tracing::warn!(path = %socket.display(), "devnet folder path too long for a Unix socket; ABCI over TCP (slower: ~40 ms per call)");
+            format!("tcp://{ip}:26658")
+        }
+    }
+}
+
 /// Generates a devnet in `spec.dir` (which must be missing or empty), persists its
 /// [`Layout`] as `devnet.json` and returns it.
 pub fn generate(spec: &DevnetSpec, cometbft: &Path) -> anyhow::Result<Layout> {
@@ -98,7 +120,7 @@ pub fn generate(spec: &DevnetSpec, cometbft: &Path) -> anyhow::Result<Layout> {
             moniker: format!("validator-{i}"),
             rpc_url: format!("http://{ip}:26657"),
             p2p_laddr: format!("tcp://{ip}:26656"),
-            abci_addr: format!("tcp://{ip}:26658"),
+            abci_addr: abci_addr(&home, *ip),
             app_home: home.join("app"),
             cometbft_log: home.join("cometbft.log"),
             app_log: home.join("app.log"),
@@ -169,6 +191,10 @@ fn edit_config(node: &NodeLayout, profile: Profile) -> anyhow::Result<()> {
         ("p2p.pex", value(false)),
         // Lets clients look transactions up by hash and query by event attributes.
         ("tx_index.indexer", value("kv")),
+        // The app's CheckTx is stateless: a block cannot change its verdict on
+        // a transaction still in the mempool, so rechecking them all after
+        // every block is pure overhead (the app would answer OK at once anyway).
+        ("mempool.recheck", value(false)),
     ];
     for (k, v) in edits {
         set(&mut doc, k, v)?;

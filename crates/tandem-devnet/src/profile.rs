@@ -36,6 +36,7 @@ const DEFAULT: &[(&str, &str)] = &[
     ("consensus.timeout_precommit", "1s"),
     ("consensus.timeout_precommit_delta", "500ms"),
     ("consensus.timeout_commit", "1s"),
+    ("consensus.skip_timeout_commit", "false"),
     ("consensus.create_empty_blocks", "true"),
     ("consensus.create_empty_blocks_interval", "0s"),
     ("consensus.peer_gossip_sleep_duration", "100ms"),
@@ -61,8 +62,11 @@ const DEFAULT: &[(&str, &str)] = &[
 ///   On this host a consensus round itself takes 50-130 ms of CPU-bound gossip (measured).
 ///   Tried and measured: 20 ms (with 2 ms gossip and flush below) cut the 4-validator session
 ///   finality p50 by ~15 %, but at 13-16 validators it starved the two cores (L2 p99 up to
-///   350 ms, L1 throughput halved), so the profile keeps 100 ms. `skip_timeout_commit` stays
-///   off: it only skips once precommits from *all* validators arrived.
+///   350 ms, L1 throughput halved), so the profile keeps 100 ms as the pause when a validator
+///   is missing, and sets `skip_timeout_commit`: once precommits from *all* validators are in
+///   (on loopback, within milliseconds of +2/3), the next height starts at once. A transaction
+///   then waits for the round in progress and its own round, not for two 100 ms pauses
+///   (the block after a state change is a proof block, made at once).
 /// - `create_empty_blocks_interval = 1s`: with no transactions, a node proposes an empty
 ///   block only after 1 s, instead of every ~100 ms; an idle 4-node devnet would otherwise
 ///   burn CPU (and disk) producing ~10 empty blocks a second. A transaction in the mempool
@@ -81,6 +85,7 @@ pub const TUNED: &[(&str, &str)] = &[
     ("consensus.timeout_precommit", "100ms"),
     ("consensus.timeout_precommit_delta", "50ms"),
     ("consensus.timeout_commit", "100ms"),
+    ("consensus.skip_timeout_commit", "true"),
     ("consensus.create_empty_blocks", "true"),
     ("consensus.create_empty_blocks_interval", "1s"),
     ("consensus.peer_gossip_sleep_duration", "10ms"),

@@ -103,30 +103,24 @@ fn refuses_to_start_where_another_process_listens() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (layout, cometbft) = gen(tmp.path(), Profile::Tuned, Ipv4Addr::new(127, 0, 99, 11));
     let app = stand_in_app(tmp.path());
-    // A leftover of an earlier run: something still listens on node 2's ABCI address and
+    // A leftover of an earlier run: something still listens on node 2's P2P address and
     // node 3's RPC address.
-    let abci = std::net::TcpListener::bind("127.0.99.13:26658").expect("bind abci");
+    let p2p = std::net::TcpListener::bind("127.0.99.13:26656").expect("bind p2p");
     let rpc = std::net::TcpListener::bind("127.0.99.14:26657").expect("bind rpc");
-    let err = match Devnet::start(&layout, &cometbft, &app) {
-        Ok(_) => panic!("started on busy addresses"),
-        Err(e) => format!("{e:#}"),
-    };
-    assert!(err.contains("127.0.99.13:26658"), "{err}");
-    assert!(err.contains("127.0.99.14:26657"), "{err}");
-    assert!(err.contains("another devnet or process"), "{err}");
-    assert!(!err.contains("127.0.99.11:"), "free addresses are not named: {err}");
-    // Nothing was started, so no node wrote a log.
-    assert!(!layout.nodes[0].cometbft_log.exists());
-    assert!(!layout.nodes[0].app_log.exists());
-
-    // With the kvstore app, no app listens on the ABCI address; only CometBFT's count.
-    let err = match Devnet::start_with(&layout, &cometbft, AppMode::BuiltinKvstore) {
-        Ok(_) => panic!("started on a busy address"),
-        Err(e) => format!("{e:#}"),
-    };
-    assert!(err.contains("127.0.99.14:26657"), "{err}");
-    assert!(!err.contains("127.0.99.13:26658"), "{err}");
-    drop((abci, rpc));
+    for mode in [AppMode::Tandem(app.clone()), AppMode::BuiltinKvstore] {
+        let err = match Devnet::start_with(&layout, &cometbft, mode) {
+            Ok(_) => panic!("started on busy addresses"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains("127.0.99.13:26656"), "{err}");
+        assert!(err.contains("127.0.99.14:26657"), "{err}");
+        assert!(err.contains("another devnet or process"), "{err}");
+        assert!(!err.contains("127.0.99.11:"), "free addresses are not named: {err}");
+        // Nothing was started, so no node wrote a log.
+        assert!(!layout.nodes[0].cometbft_log.exists());
+        assert!(!layout.nodes[0].app_log.exists());
+    }
+    drop((p2p, rpc));
 }
 
 /// A stand-in for the `tandem` binary: logs its arguments and one env var, then idles until
@@ -175,7 +169,7 @@ async fn supervises_app_processes_and_down_stops_a_detached_devnet() {
     // The app is started with its home and ABCI address, output going to app.log.
     let n1 = &layout.nodes[1];
     let log = wait_for_log(&n1.app_log, "fake app:").await;
-    assert!(log.contains(&format!("node --home {} --abci tcp://127.0.253.2:26658", n1.app_home.display())));
+    assert!(log.contains(&format!("node --home {} --abci {}", n1.app_home.display(), n1.abci_addr)));
 
     // Kill and restart with fault-injection env.
     devnet.kill_app(1).expect("kill app");

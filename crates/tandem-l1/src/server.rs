@@ -155,9 +155,22 @@ pub async fn serve(app: App, addr: &str) -> anyhow::Result<()> {
         .finish()
         .expect("all four services are set");
     if let Some(path) = addr.strip_prefix("unix://") {
+        clear_stale_socket(std::path::Path::new(path))?;
         server.listen_unix(path).await.map_err(|e| anyhow::anyhow!("ABCI server on {addr}: {e}"))
     } else {
         let hostport = addr.strip_prefix("tcp://").unwrap_or(addr);
         server.listen_tcp(hostport).await.map_err(|e| anyhow::anyhow!("ABCI server on {addr}: {e}"))
     }
+}
+
+/// A socket file left by an app that was killed would make the bind fail:
+/// remove it, unless some process still accepts connections on it.
+fn clear_stale_socket(path: &std::path::Path) -> anyhow::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        anyhow::bail!("another process serves ABCI on {}", path.display());
+    }
+    std::fs::remove_file(path).map_err(|e| anyhow::anyhow!("removing the stale socket {}: {e}", path.display()))
 }
