@@ -300,7 +300,7 @@ async fn run_point(
     let mut row = Row {
         validators,
         profile: profile.to_string(),
-        timeouts: tandem_devnet::timeouts(profile).into_iter().collect(),
+        timeouts: tandem_devnet::timeouts(profile, validators).into_iter().collect(),
         l2_step_ms: Pcts::default(),
         l2_step_by_kind_ms: BTreeMap::new(),
         commit_ack_ms: Pcts::default(),

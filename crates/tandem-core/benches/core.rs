@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the step path's CPU work: `apply` for each action of
 //! the intake workflow (signature check included, as the gateway and L1 run
-//! it) and one Ed25519 verification, so the two can be told apart.
+//! it) and one Ed25519 verification, so the two can be told apart; a memo
+//! hit; and 64 verifications one by one against one batch.
 //! Run: `cargo bench -p tandem-core --features testkit --bench core`.
 
 use std::time::Duration;
@@ -41,6 +42,38 @@ fn bench_apply(c: &mut Criterion) {
     let mut g = c.benchmark_group("ed25519");
     g.measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
     g.bench_function("verify_step", |b| b.iter(|| assert!(signed.step.actor.verify(Domain::Step, &signed.step, &signed.signature))));
+    let memo = tandem_core::SigMemo::default();
+    assert!(signed.step.actor.verify_memo(Domain::Step, &signed.step, &signed.signature, Some(&memo)));
+    g.bench_function("verify_step_memo_hit", |b| {
+        b.iter(|| assert!(signed.step.actor.verify_memo(Domain::Step, &signed.step, &signed.signature, Some(&memo))))
+    });
+    g.finish();
+
+    // 64 signatures by 8 keys over distinct 200-byte messages: one by one
+    // (strict, as L1 decides) against ed25519-dalek's batch equation.
+    use ed25519_dalek::{Signer, Verifier};
+    let keys: Vec<ed25519_dalek::SigningKey> = (0..8u8).map(|i| ed25519_dalek::SigningKey::from_bytes(&[i + 1; 32])).collect();
+    let msgs: Vec<Vec<u8>> = (0..64u8).map(|i| vec![i; 200]).collect();
+    let sigs: Vec<ed25519_dalek::Signature> = msgs.iter().enumerate().map(|(i, m)| keys[i % 8].sign(m)).collect();
+    let vks: Vec<ed25519_dalek::VerifyingKey> = (0..64).map(|i| keys[i % 8].verifying_key()).collect();
+    let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+    let mut g = c.benchmark_group("ed25519_64");
+    g.measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_millis(500));
+    g.bench_function("single_strict", |b| {
+        b.iter(|| {
+            for i in 0..64 {
+                assert!(vks[i].verify_strict(refs[i], &sigs[i]).is_ok());
+            }
+        })
+    });
+    g.bench_function("single_plain", |b| {
+        b.iter(|| {
+            for i in 0..64 {
+                assert!(vks[i].verify(refs[i], &sigs[i]).is_ok());
+            }
+        })
+    });
+    g.bench_function("batch", |b| b.iter(|| assert!(ed25519_dalek::verify_batch(&refs, &sigs, &vks).is_ok())));
     g.finish();
 }
 

@@ -181,7 +181,7 @@ fn print_summary(layout: &Layout) {
     }
     let names: Vec<&str> = DEMO_IDENTITIES.iter().map(|(n, _)| *n).collect();
     println!("  keys: {} ({})", layout.keys_dir.display(), names.join(", "));
-    let t: Vec<String> = timeouts(layout.profile).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let t: Vec<String> = timeouts(layout.profile, layout.nodes.len()).into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!("  timing: {}", t.join(" "));
 }
 

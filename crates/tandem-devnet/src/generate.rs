@@ -127,7 +127,7 @@ pub fn generate(spec: &DevnetSpec, cometbft: &Path) -> anyhow::Result<Layout> {
             ip: *ip,
             home,
         };
-        edit_config(&node, spec.profile)?;
+        edit_config(&node, spec.profile, spec.validators)?;
         std::fs::create_dir_all(&node.app_home)?;
         nodes.push(node);
     }
@@ -169,7 +169,7 @@ fn typed(v: &str) -> Item {
     }
 }
 
-fn edit_config(node: &NodeLayout, profile: Profile) -> anyhow::Result<()> {
+fn edit_config(node: &NodeLayout, profile: Profile, validators: usize) -> anyhow::Result<()> {
     let path = node.home.join("config").join("config.toml");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut doc: DocumentMut = text.parse().with_context(|| format!("parsing {}", path.display()))?;
@@ -199,7 +199,7 @@ fn edit_config(node: &NodeLayout, profile: Profile) -> anyhow::Result<()> {
     for (k, v) in edits {
         set(&mut doc, k, v)?;
     }
-    for (k, v) in timeouts(profile) {
+    for (k, v) in timeouts(profile, validators) {
         set(&mut doc, &k, typed(&v))?;
     }
     std::fs::write(&path, doc.to_string()).with_context(|| format!("writing {}", path.display()))

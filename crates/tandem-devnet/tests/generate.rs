@@ -61,7 +61,7 @@ fn generates_a_four_node_tuned_devnet() {
         assert_eq!(str_at(&doc, "tx_index", "indexer"), "kv");
         assert!(doc["rpc"]["max_subscription_clients"].as_integer() > Some(100));
         assert!(doc["rpc"]["max_subscriptions_per_client"].as_integer() > Some(5));
-        for (key, want) in timeouts(Profile::Tuned) {
+        for (key, want) in timeouts(Profile::Tuned, layout.nodes.len()) {
             let (section, k) = key.split_once('.').expect("dotted key");
             let got = &doc[section][k];
             let got = got
@@ -160,7 +160,7 @@ fn key_with_mismatched_public_key_is_rejected() {
 
 #[test]
 fn tuned_is_faster_than_default() {
-    let get = |p, k: &str| timeouts(p).into_iter().find(|(key, _)| key == k).map(|(_, v)| v).expect("key");
+    let get = |p, k: &str| timeouts(p, 4).into_iter().find(|(key, _)| key == k).map(|(_, v)| v).expect("key");
     assert_eq!(get(Profile::Default, "consensus.timeout_commit"), "1s");
     assert_eq!(get(Profile::Tuned, "consensus.timeout_commit"), "100ms");
     assert_eq!(get(Profile::Tuned, "consensus.timeout_propose"), "500ms");

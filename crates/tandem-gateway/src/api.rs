@@ -336,6 +336,8 @@ async fn commit(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> ApiRes
     if let Some(w) = wait {
         w.await.unwrap_or_else(|e| fatal_wal(&e));
         let _ = gw.events.send(Event::SessionCommitting { session: id });
+        // Send the batch now rather than at the next tick.
+        gw.wake.notify_one();
     }
     Ok((StatusCode::ACCEPTED, Json(json!({ "session_id": id, "status": status }))))
 }

@@ -96,6 +96,9 @@ pub struct Shared {
     pub replica: Replica,
     /// Signatures verified at intake (shared by the ledger and the replica).
     pub sigs: Arc<tandem_core::SigMemo>,
+    /// Wakes the ticker before its next tick: a session was committed, or a
+    /// block may have made a dependent batch ready to send.
+    pub wake: tokio::sync::Notify,
     /// Gateway events for subscribers.
     pub events: broadcast::Sender<Event>,
     /// Replayed blocks, for direct-step waiters.
@@ -204,6 +207,7 @@ impl Gateway {
             l1,
             replica,
             sigs,
+            wake: tokio::sync::Notify::new(),
             events,
             blocks,
             metrics,
@@ -291,6 +295,7 @@ fn take_block(shared: &Arc<Shared>, replayed: ReplayedBlock) {
     for e in events {
         let _ = shared.events.send(e);
     }
+    shared.wake.notify_one();
 }
 
 fn update_gauges(shared: &Shared, ledger: &Ledger) {
@@ -330,7 +335,10 @@ async fn tick(shared: Arc<Shared>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut backoff_until: Option<Instant> = None;
     loop {
-        interval.tick().await;
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = shared.wake.notified() => {}
+        }
         let now = now_ms();
         let (outgoing, commits) = {
             let mut st = shared.state.lock().expect("lock");
