@@ -115,6 +115,8 @@ pub struct Settings {
     pub quick: bool,
     pub base_ip: String,
     pub command: String,
+    /// Niceness of every devnet process (`TANDEM_DEVNET_NICE`), if lowered.
+    pub devnet_nice: Option<u8>,
 }
 
 impl Settings {
@@ -144,6 +146,7 @@ impl Settings {
             quick: q,
             base_ip: a.base_ip.to_string(),
             command: std::env::args().collect::<Vec<_>>().join(" "),
+            devnet_nice: tandem_devnet::devnet_niceness(),
         }
     }
 }

@@ -272,7 +272,14 @@ fn readme(r: &Results) -> String {
          which is shared and noisy: compare ratios within this run, not absolute times across runs.\n",
         r.date, r.machine.cores, r.machine.cpu_model, r.machine.memory_mb, r.machine.kernel, r.cometbft_version
     );
-    let _ = writeln!(s, "Reproduce with:\n\n```\n{}\n```\n", st.command);
+    let nice = st.devnet_nice.map(|n| format!("{}={n} ", tandem_devnet::NICE_ENV)).unwrap_or_default();
+    let _ = writeln!(s, "Reproduce with:\n\n```\n{nice}{}\n```\n", st.command);
+    if let Some(n) = st.devnet_nice {
+        let _ = writeln!(
+            s,
+            "**Every validator process ran at nice {n}** (scheduled after the gateway and the load generator, as if on other machines): an experiment, not the reference setting.\n"
+        );
+    }
     let _ = writeln!(
         s,
         "Per point: {} warm-up workflow(s) (not counted), then {} sequential L2 workflows \

@@ -349,7 +349,8 @@ fn kill_child(child: &mut Child) -> anyhow::Result<()> {
 
 /// Opens `log` for appending, marks the start, and spawns `cmd` with stdout and stderr
 /// appended to it, in a process group of its own.
-fn spawn_logged(mut cmd: Command, log: &Path, env: &[(&str, &str)]) -> anyhow::Result<Child> {
+fn spawn_logged(cmd: Command, log: &Path, env: &[(&str, &str)]) -> anyhow::Result<Child> {
+    let mut cmd = with_niceness(cmd);
     let mut file: File = OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     writeln!(file, "\n=== devnet: starting {cmd:?} (unix time {now}) ===")?;
@@ -447,4 +448,33 @@ fn go_threads(nodes: usize) -> String {
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     (cores / nodes.max(1)).max(1).to_string()
+}
+
+/// The environment variable that lowers the scheduling priority of every devnet process.
+pub const NICE_ENV: &str = "TANDEM_DEVNET_NICE";
+
+/// The niceness (1-19) `TANDEM_DEVNET_NICE` asks for, if any.
+pub fn devnet_niceness() -> Option<u8> {
+    std::env::var(NICE_ENV).ok()?.trim().parse::<u8>().ok().filter(|n| (1..=19).contains(n))
+}
+
+/// `cmd` run through `nice -n N` when [`NICE_ENV`] asks for it (`nice` execs the program, so
+/// the process id stays the child's). For experiments on one host: it lets a gateway on the
+/// same cores be scheduled ahead of the validators, as if they ran on other machines.
+fn with_niceness(cmd: Command) -> Command {
+    let Some(n) = devnet_niceness() else {
+        return cmd;
+    };
+    let mut wrapped = Command::new("nice");
+    wrapped.arg("-n").arg(n.to_string()).arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped
 }

@@ -24,7 +24,7 @@ mod profile;
 pub mod rpc;
 
 pub use cli::{bring_up, run_down, run_up, shutdown_signal, DownArgs, UpArgs};
-pub use devnet::{AppMode, Devnet, ProcInfo, ProcKind};
+pub use devnet::{devnet_niceness, AppMode, Devnet, ProcInfo, ProcKind, NICE_ENV};
 pub use generate::{generate, DevnetSpec};
 pub use install::{cometbft_version, default_tools_dir, ensure_cometbft, COMETBFT_VERSION};
 pub use keys::{load_keys, DemoKey, DEMO_IDENTITIES};
