@@ -59,14 +59,16 @@ const DEFAULT: &[(&str, &str)] = &[
 /// - `timeout_commit = 100ms`: the pause after a commit before the next height. It lets the
 ///   mempool collect a batch (bigger, fewer blocks amortise per-block costs: ABCI round
 ///   trips, fsyncs, app-hash computation) and lets the slowest node finish the previous block.
-///   On this host a consensus round itself takes 50-130 ms of CPU-bound gossip (measured).
-///   Tried and measured: 20 ms (with 2 ms gossip and flush below) cut the 4-validator session
-///   finality p50 by ~15 %, but at 13-16 validators it starved the two cores (L2 p99 up to
-///   350 ms, L1 throughput halved), so the profile keeps 100 ms as the pause when a validator
-///   is missing, and sets `skip_timeout_commit`: once precommits from *all* validators are in
-///   (on loopback, within milliseconds of +2/3), the next height starts at once. A transaction
-///   then waits for the round in progress and its own round, not for two 100 ms pauses
-///   (the block after a state change is a proof block, made at once).
+///   Tried and measured (while ABCI still ran over TCP and each call cost ~40 ms, see
+///   `generate.rs`): 20 ms with 2 ms gossip and flush cut the 4-validator session finality
+///   p50 by ~15 %, but at 13-16 validators it starved the two cores (L2 p99 up to 350 ms,
+///   L1 throughput halved), so the profile keeps 100 ms. `skip_timeout_commit` stays
+///   off, measured: with it on, the block after a state change (a proof block) is proposed
+///   at once, empty, and the next session's batch waits for the block after it; with it off,
+///   that batch arrives during the 100 ms pause and rides in the proof block. Session
+///   finality p50 with it on / off: 144 / 115 ms at 4 validators, 257 / 142 ms at 10,
+///   539 / 476 ms at 16, and at 13-16 validators it also raised the L2 step p50 from 0.8-0.9
+///   to 3.5-4.5 ms by keeping the cores saturated.
 /// - `create_empty_blocks_interval = 1s`: with no transactions, a node proposes an empty
 ///   block only after 1 s, instead of every ~100 ms; an idle 4-node devnet would otherwise
 ///   burn CPU (and disk) producing ~10 empty blocks a second. A transaction in the mempool
@@ -77,10 +79,10 @@ const DEFAULT: &[(&str, &str)] = &[
 ///   CometBFT's 100 ms a round of proposal, prevotes and precommits takes hundreds of ms.
 ///   Lower is faster but costs CPU that grows with N²: every node polls every peer. The
 ///   table says 10 ms; [`timeouts`] replaces both with [`gossip_ms`] of the validator count
-///   and the cores (2 ms at 4 validators on 2 cores, 16 ms at 16). Measured on 2 cores: 2 ms
-///   for everyone cut 4-validator session finality from 189 to 156 ms and the L2 p99 from 7
-///   to 4 ms, but at 16 validators it raised the L2 p50 from 0.8 to 4 ms (the cores saturated)
-///   without speeding finality.
+///   and the cores (2 ms at 4 validators on 2 cores, 16 ms at 16). Measured on 2 cores (with
+///   `skip_timeout_commit` on at the time): 2 ms for everyone cut 4-validator session
+///   finality from 189 to 156 ms and the L2 p99 from 7 to 4 ms, but at 16 validators it
+///   raised the L2 p50 from 0.8 to 4 ms (the cores saturated) without speeding finality.
 /// - `p2p.send_rate`/`recv_rate = 20 MB/s` (from 5 MB/s): per-connection rate limits; at
 ///   5 MB/s gossiping one full 1 MB block to each peer alone takes ~200 ms.
 pub const TUNED: &[(&str, &str)] = &[
@@ -91,7 +93,7 @@ pub const TUNED: &[(&str, &str)] = &[
     ("consensus.timeout_precommit", "100ms"),
     ("consensus.timeout_precommit_delta", "50ms"),
     ("consensus.timeout_commit", "100ms"),
-    ("consensus.skip_timeout_commit", "true"),
+    ("consensus.skip_timeout_commit", "false"),
     ("consensus.create_empty_blocks", "true"),
     ("consensus.create_empty_blocks_interval", "1s"),
     ("consensus.peer_gossip_sleep_duration", "10ms"),
