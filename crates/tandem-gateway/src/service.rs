@@ -136,6 +136,23 @@ async fn genesis(l1: &dyn L1, data_dir: &std::path::Path) -> anyhow::Result<(Str
         let doc: serde_json::Value = serde_json::from_slice(&bytes).context("reading the saved genesis")?;
         let chain_id = doc["chain_id"].as_str().context("saved genesis has no chain_id")?.to_string();
         let genesis = serde_json::from_value(doc["app_state"].clone()).context("saved genesis app_state")?;
+        // The folder may outlive its chain (a devnet re-created with the same
+        // chain id): if L1 answers, its genesis must be the saved one, or the
+        // replica and the log describe a chain that no longer exists.
+        match tokio::time::timeout(Duration::from_secs(3), l1.genesis()).await {
+            Ok(Ok((l1_chain, l1_state))) => {
+                let l1_state: serde_json::Value = serde_json::from_slice(&l1_state).unwrap_or_default();
+                if l1_chain != chain_id || l1_state != doc["app_state"] {
+                    anyhow::bail!(
+                        "the data folder {} belongs to another chain than the one L1 serves (saved: chain {chain_id:?}; L1: chain {l1_chain:?}{}); \
+                         start this gateway with an empty data folder, or point it at the chain the folder was made for",
+                        data_dir.display(),
+                        if l1_chain == chain_id { " with another genesis" } else { "" }
+                    );
+                }
+            }
+            _ => tracing::warn!("L1 not reachable at start; trusting the saved genesis"),
+        }
         return Ok((chain_id, genesis));
     }
     let mut delay = Duration::from_millis(200);
