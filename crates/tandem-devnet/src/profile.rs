@@ -62,7 +62,9 @@ const DEFAULT: &[(&str, &str)] = &[
 ///   Tried and measured (while ABCI still ran over TCP and each call cost ~40 ms, see
 ///   `generate.rs`): 20 ms with 2 ms gossip and flush cut the 4-validator session finality
 ///   p50 by ~15 %, but at 13-16 validators it starved the two cores (L2 p99 up to 350 ms,
-///   L1 throughput halved), so the profile keeps 100 ms. `skip_timeout_commit` stays
+///   L1 throughput halved), so the profile keeps 100 ms. Measured again over the Unix
+///   socket: 50 ms gave session finality p50 95 ms at 4 validators (113 ms at 100 ms) but
+///   615 ms at 16 (476-536 ms at 100 ms). `skip_timeout_commit` stays
 ///   off, measured: with it on, the block after a state change (a proof block) is proposed
 ///   at once, empty, and the next session's batch waits for the block after it; with it off,
 ///   that batch arrives during the 100 ms pause and rides in the proof block. Session
