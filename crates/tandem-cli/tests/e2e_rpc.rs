@@ -113,6 +113,19 @@ async fn comet_rpc_on_a_real_devnet_fails_over_and_reports_unavailable() {
     assert!(block.time_ms.abs_diff(now_ms()) < 60_000, "block time {} is about now", block.time_ms);
     assert!(rpc.block(1).await.expect("block 1").app_hash_before.is_empty());
 
+    // NewBlock events carry whole blocks: a client that received one over the
+    // websocket answers `block(h)` from it, and it is the very block that a
+    // client which never saw the event fetches with a request.
+    let h = *ws_heights.borrow();
+    assert!(ws_only.recent_heights().contains(&h), "block {h} kept from the subscription: {:?}", ws_only.recent_heights());
+    let later = CometRpc::with_config(
+        net.layout.rpc_urls(),
+        CometRpcConfig { poll_interval: Duration::from_secs(3600), ..CometRpcConfig::default() },
+    )
+    .expect("client");
+    assert!(!later.recent_heights().contains(&h));
+    assert_eq!(ws_only.block(h).await.expect("kept block"), later.block(h).await.expect("fetched block"));
+
     // A replica fed only what CometRpc reports reproduces every header's app
     // hash: the transactions, their order and the block time are all right.
     let dir = tempfile::tempdir().expect("tempdir");

@@ -105,7 +105,13 @@ struct Inner {
     preferred: AtomicUsize,
     next_id: AtomicU64,
     heights: watch::Sender<u64>,
+    /// The last blocks the `NewBlock` subscription delivered whole, so that
+    /// the follower's `block(h)` right after the notification needs no request.
+    recent: std::sync::Mutex<std::collections::VecDeque<L1Block>>,
 }
+
+/// How many subscription-delivered blocks are kept for `block(h)`.
+const RECENT_BLOCKS: usize = 32;
 
 /// One validator's failure to give a JSON-RPC answer.
 enum Miss {
@@ -147,9 +153,23 @@ impl CometRpc {
             .build()
             .map_err(|e| ConfigError(e.to_string()))?;
         let (heights, _) = watch::channel(0);
-        let inner = Arc::new(Inner { urls, http, config, preferred: AtomicUsize::new(0), next_id: AtomicU64::new(1), heights });
+        let inner = Arc::new(Inner {
+            urls,
+            http,
+            config,
+            preferred: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            heights,
+            recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        });
         let watcher = AbortOnDrop(runtime.spawn(watch_heights(Arc::clone(&inner))));
         Ok(CometRpc { inner, _watcher: watcher })
+    }
+
+    /// Heights of the blocks kept from the `NewBlock` subscription, which
+    /// [`L1::block`] answers without a request.
+    pub fn recent_heights(&self) -> Vec<u64> {
+        self.inner.recent.lock().expect("recent blocks lock").iter().map(|b| b.height).collect()
     }
 
     /// The configured validator RPC URLs.
@@ -175,6 +195,9 @@ impl L1 for CometRpc {
     }
 
     async fn block(&self, height: u64) -> Result<L1Block, L1Error> {
+        if let Some(b) = self.inner.recent_block(height) {
+            return Ok(b);
+        }
         let r = self.inner.call("block", json!({ "height": height.to_string() }), OnError::TryNext).await?;
         parse_block(&r, height)
     }
@@ -222,6 +245,23 @@ impl Inner {
     async fn latest_height(&self) -> Result<u64, L1Error> {
         let r = self.call("status", json!({}), OnError::TryNext).await?;
         status_height(&r)
+    }
+
+    /// A block the subscription delivered, if it is still kept.
+    fn recent_block(&self, height: u64) -> Option<L1Block> {
+        self.recent.lock().expect("recent blocks lock").iter().find(|b| b.height == height).cloned()
+    }
+
+    /// Keep a block the subscription delivered (the newest [`RECENT_BLOCKS`]).
+    fn remember(&self, block: L1Block) {
+        let mut recent = self.recent.lock().expect("recent blocks lock");
+        if recent.iter().any(|b| b.height == block.height) {
+            return;
+        }
+        recent.push_back(block);
+        while recent.len() > RECENT_BLOCKS {
+            recent.pop_front();
+        }
     }
 
     /// Raise the published height; never lower it (another validator may lag).
@@ -483,6 +523,14 @@ async fn follow(inner: &Inner, mut ws: Ws) {
                     return;
                 }
                 if let Ok(h) = int(&event, "/result/data/value/block/header/height") {
+                    // The event carries the whole block (and its id): keep it,
+                    // so the follower does not fetch it again.
+                    if let Some(value) = event.pointer("/result/data/value") {
+                        match parse_block(value, h) {
+                            Ok(block) => inner.remember(block),
+                            Err(e) => tracing::debug!(height = h, error = %e, "NewBlock event without a usable block; it will be fetched"),
+                        }
+                    }
                     inner.publish(h);
                 }
             }
