@@ -432,10 +432,23 @@ fn readme(r: &Results) -> String {
 
     let _ = writeln!(s, "\n## CometBFT settings\n");
     for p in &st.profiles {
-        if let Some(x) = r.rows.iter().find(|x| &x.profile == p) {
-            let kv: Vec<String> = x.timeouts.iter().map(|(k, v)| format!("`{k}={v}`")).collect();
-            let _ = writeln!(s, "- **{p}**: {}", kv.join(", "));
-        }
+        let rows: Vec<&Row> = r.rows.iter().filter(|x| &x.profile == p).collect();
+        let Some(first) = rows.first() else { continue };
+        // A value that depends on the validator count is listed per size.
+        let kv: Vec<String> = first
+            .timeouts
+            .iter()
+            .map(|(k, v)| {
+                if rows.iter().all(|x| x.timeouts.get(k) == Some(v)) {
+                    format!("`{k}={v}`")
+                } else {
+                    let per: Vec<String> =
+                        rows.iter().map(|x| format!("{} at {}", x.timeouts.get(k).map_or("-", String::as_str), x.validators)).collect();
+                    format!("`{k}` = {}", per.join(", "))
+                }
+            })
+            .collect();
+        let _ = writeln!(s, "- **{p}**: {}", kv.join(", "));
     }
     let errs: Vec<String> =
         r.rows.iter().flat_map(|x| x.errors.iter().map(move |e| format!("- {} validators, {}: {e}", x.validators, x.profile))).collect();
