@@ -212,6 +212,17 @@ impl<'a> VerifiedStep<'a> {
     }
 }
 
+/// Verify into `memo` the signatures that deciding `signed` checks besides
+/// its own: a registration's manifest, signed by its supplier (the step's
+/// actor). A gateway calls this before taking its lock; the decision then
+/// finds them in the memo, or, if one is invalid, fails on it again with the
+/// workflow's own code and order of checks.
+pub fn precheck_signatures(signed: &SignedStep, memo: &SigMemo) {
+    if let Action::Register { manifest, manifest_signature } = &signed.step.action {
+        signed.step.actor.verify_memo(Domain::Manifest, manifest, manifest_signature, Some(memo));
+    }
+}
+
 /// Decide one signed step against `state`, and on success write its effects.
 /// On rejection nothing is written.
 pub fn apply(state: &mut impl KvWrite, ctx: &Ctx<'_>, signed: &SignedStep) -> Result<Outcome, Rejection> {

@@ -446,8 +446,7 @@ fn go_threads(nodes: usize) -> String {
     if let Ok(v) = std::env::var("GOMAXPROCS") {
         return v;
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    (cores / nodes.max(1)).max(1).to_string()
+    (crate::profile::cores() / nodes.max(1)).max(1).to_string()
 }
 
 /// The environment variable that lowers the scheduling priority of every devnet process.

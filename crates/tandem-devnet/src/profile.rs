@@ -132,7 +132,8 @@ pub fn gossip_ms(validators: usize, cores: usize) -> usize {
     (validators * validators / (8 * cores.max(1))).clamp(2, 20)
 }
 
-fn cores() -> usize {
+/// The machine's cores, as the OS offers them to this process.
+pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 

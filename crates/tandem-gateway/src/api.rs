@@ -279,13 +279,8 @@ async fn post_step(State(gw): State<Arc<Shared>>, Path(id): Path<String>, Body(s
     let Some(verified) = VerifiedStep::check_memo(&signed, Some(&gw.sigs)) else {
         return Err(tandem_core::Rejection::new(Code::BadSignature, "the step's signature does not verify").into());
     };
-    // A registration's manifest is signed by its supplier, the step's actor.
-    // Checked here, outside the lock, only to fill the memo: the decision
-    // under the lock then finds it there (or, if it failed, fails again and
-    // rejects with the workflow's own code and order of checks).
-    if let tandem_core::message::Action::Register { manifest, manifest_signature } = &signed.step.action {
-        signed.step.actor.verify_memo(tandem_core::crypto::Domain::Manifest, manifest, manifest_signature, Some(&gw.sigs));
-    }
+    // Outside the lock: the decision under it then finds them in the memo.
+    tandem_core::apply::precheck_signatures(&signed, &gw.sigs);
     let (accepted, wait) = {
         let mut st = gw.state.lock().expect("lock");
         let st = &mut *st;

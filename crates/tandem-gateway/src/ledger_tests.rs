@@ -66,6 +66,20 @@ impl World {
         let (_, r) = self.direct(&Tx::DirectStep(DirectStep { open: Some(o), step: s }).encode());
         assert_eq!(r.code(), 0, "{r:?}");
     }
+    /// Operator 1 scans `P` (registered on L1 directly) and commits; operator
+    /// 2 then validates `P` on that tentative scan and commits: session `b`
+    /// depends on session `a`.
+    fn dependent_pair(&mut self) -> (Hash, Hash) {
+        self.registered("P", 1);
+        let (op, op2) = (self.cast.operator.clone(), self.cast.operator2.clone());
+        let a = self.open(&op, 1);
+        self.step(&op, a, 1, "P", scan()).expect("scan");
+        self.ledger.request_commit(&a, TIME_MS).expect("commit a");
+        let b = self.open(&op2, 1);
+        self.step(&op2, b, 1, "P", validate()).expect("b builds on a");
+        self.ledger.request_commit(&b, TIME_MS).expect("commit b");
+        (a, b)
+    }
 }
 
 #[test]
@@ -122,14 +136,8 @@ fn an_open_session_locks_its_packages_and_a_later_session_builds_on_a_committing
 #[test]
 fn a_conflicting_l1_step_rejects_the_session_and_its_dependents_before_anything_is_sent() {
     let mut w = World::new(LedgerConfig::default());
-    w.registered("P", 1);
-    let (op, op2) = (w.cast.operator.clone(), w.cast.operator2.clone());
-    let a = w.open(&op, 1);
-    w.step(&op, a, 1, "P", scan()).expect("scan");
-    w.ledger.request_commit(&a, TIME_MS).expect("commit a");
-    let b = w.open(&op2, 1);
-    w.step(&op2, b, 1, "P", validate()).expect("b builds on a");
-    w.ledger.request_commit(&b, TIME_MS).expect("commit b");
+    let (a, b) = w.dependent_pair();
+    let op2 = w.cast.operator2.clone();
     // Meanwhile someone scans P directly on L1: a's scan can no longer happen.
     let d = open(&op2, None, 9);
     let direct = Tx::DirectStep(DirectStep { open: Some(d.clone()), step: step(&op2, d.open.session_id(), 1, "P", scan()) }).encode();
@@ -274,14 +282,7 @@ fn a_recovered_session_resends_the_same_batch_or_is_final_if_l1_has_it() {
 #[test]
 fn a_dependent_batch_goes_out_once_its_dependency_is_in_flight_and_survives_landing_first() {
     let mut w = World::new(LedgerConfig::default());
-    w.registered("P", 1);
-    let (op, op2) = (w.cast.operator.clone(), w.cast.operator2.clone());
-    let a = w.open(&op, 1);
-    w.step(&op, a, 1, "P", scan()).expect("scan");
-    w.ledger.request_commit(&a, TIME_MS).expect("commit a");
-    let b = w.open(&op2, 1);
-    w.step(&op2, b, 1, "P", validate()).expect("b builds on a");
-    w.ledger.request_commit(&b, TIME_MS).expect("commit b");
+    let (a, b) = w.dependent_pair();
     let first = w.ledger.batches_to_send(TIME_MS);
     assert_eq!(first.iter().map(|o| o.session).collect::<Vec<_>>(), vec![a], "b waits until a is in flight");
     let second = w.ledger.batches_to_send(TIME_MS);
@@ -307,14 +308,7 @@ fn a_dependent_batch_goes_out_once_its_dependency_is_in_flight_and_survives_land
 #[test]
 fn a_dependent_batch_that_fails_after_its_dependency_is_final_is_rejected() {
     let mut w = World::new(LedgerConfig::default());
-    w.registered("P", 1);
-    let (op, op2) = (w.cast.operator.clone(), w.cast.operator2.clone());
-    let a = w.open(&op, 1);
-    w.step(&op, a, 1, "P", scan()).expect("scan");
-    w.ledger.request_commit(&a, TIME_MS).expect("commit a");
-    let b = w.open(&op2, 1);
-    w.step(&op2, b, 1, "P", validate()).expect("b");
-    w.ledger.request_commit(&b, TIME_MS).expect("commit b");
+    let (_, b) = w.dependent_pair();
     let first = w.ledger.batches_to_send(TIME_MS);
     let second = w.ledger.batches_to_send(TIME_MS);
     // a lands first, then b is made to fail by a forged claim: a real rejection.
