@@ -409,7 +409,7 @@ async fn measure_point(
     let client = tandem_client::Client::connect(&base).await?;
     let (fin, fin_task) = FinalityWatch::start(&base);
     let shared = gw.shared.clone();
-    let pending: PendingFn = Arc::new(move || shared.state.lock().map(|s| s.ledger.pending_steps()).unwrap_or(0));
+    let pending: PendingFn = Arc::new(move || shared.ledger().ledger.pending_steps());
     let pkgs = Arc::new(Packages::new());
 
     let result = async {

@@ -215,7 +215,7 @@ async fn network(State(gw): State<Arc<Shared>>) -> Json<Value> {
     let hash_of = |url: &str| hashes.iter().find(|(u, _)| u == url).and_then(|(_, h)| h.clone());
     let reachable: Vec<Option<String>> = validators.iter().filter(|(_, h)| h.is_some()).map(|(url, _)| hash_of(url)).collect();
     let agree = !reachable.is_empty() && reachable.iter().all(|h| h.is_some() && *h == reachable[0]);
-    let l1_height = gw.state.lock().expect("lock").base.height();
+    let l1_height = gw.ledger().base.height();
     Json(json!({
         "common_height": common,
         "app_hash": if agree { reachable[0].clone() } else { None },
@@ -249,7 +249,7 @@ async fn open_session(State(gw): State<Arc<Shared>>, Body(open): Body<SignedSess
     }
     let record = borsh::to_vec(&WalRecord::Opened(open.clone())).expect("encoding");
     let (id, wait) = {
-        let mut st = gw.state.lock().expect("lock");
+        let mut st = gw.ledger();
         let st = &mut *st;
         let id = st.ledger.open_session(&st.base, now_ms(), open.clone())?;
         (id, gw.wal.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e)))
@@ -282,7 +282,7 @@ async fn post_step(State(gw): State<Arc<Shared>>, Path(id): Path<String>, Body(s
     // Outside the lock: the decision under it then finds them in the memo.
     tandem_core::apply::precheck_signatures(&signed, &gw.sigs);
     let (accepted, wait) = {
-        let mut st = gw.state.lock().expect("lock");
+        let mut st = gw.ledger();
         let st = &mut *st;
         let accepted = st.ledger.accept_step(&st.base, now_ms(), verified)?;
         let record = borsh::to_vec(&WalRecord::Step { step: signed.clone(), outcome: accepted.outcome_hash }).expect("encoding");
@@ -312,7 +312,7 @@ async fn post_step(State(gw): State<Arc<Shared>>, Path(id): Path<String>, Body(s
 async fn commit(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
     let id = parse_id(&id)?;
     let (status, wait) = {
-        let mut st = gw.state.lock().expect("lock");
+        let mut st = gw.ledger();
         let Some(was) = st.ledger.session(&id).map(|s| s.status.clone()) else {
             // Forgotten here but final on L1: committing it again is a no-op.
             return match st.base.session(&id) {
@@ -339,7 +339,7 @@ async fn commit(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> ApiRes
 
 async fn get_session(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
-    let st = gw.state.lock().expect("lock");
+    let st = gw.ledger();
     if let Some(s) = st.ledger.session(&id) {
         let steps: Vec<Value> = s
             .steps
@@ -381,7 +381,7 @@ async fn get_session(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> A
 }
 
 async fn get_package(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let st = gw.state.lock().expect("lock");
+    let st = gw.ledger();
     let tentative = st.ledger.tentative(&st.base).package(&id);
     let fin = st.base.package(&id);
     let Some(view) = tentative.clone().or_else(|| fin.clone()) else {
@@ -476,7 +476,7 @@ async fn events(
 
 async fn status(State(gw): State<Arc<Shared>>) -> Json<Value> {
     let validators = gw.l1.validators().await;
-    let st = gw.state.lock().expect("lock");
+    let st = gw.ledger();
     let (open, committing, finalized, rejected) = st.ledger.counts();
     Json(json!({
         "gateway": gw.config.key.public(),

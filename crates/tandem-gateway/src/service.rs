@@ -240,7 +240,7 @@ impl Gateway {
         }
         let n = records.len();
         let (sessions, steps) = {
-            let mut st = shared.state.lock().expect("lock");
+            let mut st = shared.ledger();
             let st = &mut *st;
             st.ledger.recover(&st.base, now_ms(), records)
         };
@@ -254,7 +254,7 @@ impl Gateway {
 /// Rewrite the WAL with exactly the live sessions' records.
 async fn compact(shared: &Shared) -> anyhow::Result<()> {
     let wait = {
-        let st = shared.state.lock().expect("lock");
+        let st = shared.ledger();
         let records: Vec<Vec<u8>> = st.ledger.wal_records().iter().map(|r| borsh::to_vec(r).expect("encoding to a Vec")).collect();
         shared.wal_records.store(records.len() as u64, Ordering::Relaxed);
         shared.wal.enqueue_rewrite(records)?
@@ -291,7 +291,7 @@ async fn catch_up(shared: &Arc<Shared>) -> Result<(), L1Error> {
 fn take_block(shared: &Arc<Shared>, replayed: ReplayedBlock) {
     let now = now_ms();
     let events = {
-        let mut st = shared.state.lock().expect("lock");
+        let mut st = shared.ledger();
         let st = &mut *st;
         st.base = shared.replica.snapshot();
         let events = st.ledger.on_block(&st.base, &replayed, now);
@@ -358,7 +358,7 @@ async fn tick(shared: Arc<Shared>) {
         }
         let now = now_ms();
         let (outgoing, commits) = {
-            let mut st = shared.state.lock().expect("lock");
+            let mut st = shared.ledger();
             let due = st.ledger.due_commits(now);
             let mut commits = Vec::new();
             for id in &due {
@@ -405,7 +405,7 @@ async fn tick(shared: Arc<Shared>) {
                     // is broken, and re-sending cannot help.
                     let code = tandem_core::Code::from_number(b.code).map_or("l1_refused", |c| c.name());
                     tracing::error!(session = %session, code, log = %b.log, "L1 refused a batch at CheckTx");
-                    let events = shared.state.lock().expect("lock").ledger.reject(&session, None, code, b.log);
+                    let events = shared.ledger().ledger.reject(&session, None, code, b.log);
                     for e in events {
                         let _ = shared.events.send(e);
                     }
@@ -413,7 +413,7 @@ async fn tick(shared: Arc<Shared>) {
                 Err(L1Error::AlreadyInMempool) => {}
                 Err(e) => {
                     tracing::debug!(error = %e, "broadcast failed; will retry");
-                    shared.state.lock().expect("lock").ledger.unsent(&session);
+                    shared.ledger().ledger.unsent(&session);
                     failed = true;
                 }
             }
@@ -436,8 +436,17 @@ pub fn fatal_wal(e: &tandem_wal::WalError) -> ! {
 }
 
 impl Shared {
+    /// The ledger and its committed base, locked. A panic in one request
+    /// while holding the lock must not wedge every later one: the ledger's
+    /// methods decide before they mutate, so the state a panicking holder
+    /// leaves is one a completed call could have left, and the lock is taken
+    /// over rather than refused.
+    pub fn ledger(&self) -> std::sync::MutexGuard<'_, LedgerState> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Status of a session for the API (None when unknown here).
     pub fn session_status(&self, id: &tandem_core::Hash) -> Option<SessionStatus> {
-        self.state.lock().expect("lock").ledger.session(id).map(|s| s.status.clone())
+        self.ledger().ledger.session(id).map(|s| s.status.clone())
     }
 }
