@@ -32,6 +32,9 @@ use tandem_core::{Hash, Outcome, SecretKey, SigMemo};
 
 use crate::error::{GwError, Kind};
 
+#[path = "ledger_audit.rs"]
+mod audit;
+
 /// Limits and timers of the ledger.
 #[derive(Clone, Debug)]
 pub struct LedgerConfig {
@@ -108,6 +111,11 @@ pub struct StepRecord {
     pub outcome: Outcome,
     /// Gateway clock when it was acknowledged.
     pub accepted_ms: u64,
+    /// Its record's position in the write-ahead log, counted in records
+    /// appended since the ledger started (0: recovered from the log, so
+    /// durable). It may be sent to L1 only once the log has fsynced this
+    /// many records.
+    pub log_pos: u64,
     /// Set once final on L1.
     pub finality: Option<Finality>,
 }
@@ -318,6 +326,10 @@ pub struct Ledger {
     finality_index: BTreeMap<(Hash, u64), Finality>,
     finality_order: VecDeque<(Hash, u64)>,
     mismatches: u64,
+    /// Records this ledger asked to be logged since it started: every
+    /// decision that changes what a restart must rebuild (an open, a step, a
+    /// commit) is one record, appended in decision order.
+    logged: u64,
 }
 
 impl Ledger {
@@ -339,6 +351,7 @@ impl Ledger {
             finality_index: BTreeMap::new(),
             finality_order: VecDeque::new(),
             mismatches: 0,
+            logged: 0,
         }
     }
 
@@ -421,6 +434,7 @@ impl Ledger {
         result?;
         self.open_order.push(id);
         self.sessions.insert(id, Session::new(open, 0, now_ms));
+        self.logged += 1;
         Ok(id)
     }
 
@@ -473,14 +487,40 @@ impl Ledger {
         }
         session.locks.insert(s.package_id.clone());
         session.last_activity_ms = now_ms;
-        session.steps.push(StepRecord { signed: step.signed().clone(), outcome: outcome.clone(), accepted_ms: now_ms, finality: None });
+        self.logged += 1;
+        session.steps.push(StepRecord {
+            signed: step.signed().clone(),
+            outcome: outcome.clone(),
+            accepted_ms: now_ms,
+            finality: None,
+            log_pos: self.logged,
+        });
         self.order.push((s.session, s.seq));
         self.pending_steps += 1;
         Ok(Accepted { outcome, outcome_hash, package, receipt })
     }
 
-    /// Close a session for steps and start finalizing it.
+    /// Close a session for steps and start finalizing it. Closing an open
+    /// session is a decision the caller logs (one `WalRecord::Commit`);
+    /// committing a session that is already committing or final is a no-op.
     pub fn request_commit(&mut self, id: &Hash, now_ms: u64) -> Result<(), GwError> {
+        let was_open = self.sessions.get(id).is_some_and(|s| s.status == SessionStatus::Open);
+        self.close(id, now_ms)?;
+        if was_open {
+            self.logged += 1;
+        }
+        Ok(())
+    }
+
+    /// Records the ledger has asked to be logged since it started. The
+    /// caller appends exactly one log record per decision, in decision order,
+    /// so the log's count of fsynced appends tells which decisions are
+    /// durable (see [`Ledger::batches_to_send`]).
+    pub fn logged(&self) -> u64 {
+        self.logged
+    }
+
+    fn close(&mut self, id: &Hash, now_ms: u64) -> Result<(), GwError> {
         let session = self.sessions.get_mut(id).ok_or_else(|| GwError::unknown_session(id))?;
         match session.status {
             SessionStatus::Open => {}
@@ -496,8 +536,9 @@ impl Ledger {
                 self.locks.remove(&p);
             }
         }
-        if session.steps.is_empty() {
-            // Nothing to finalize: an empty session is final at once.
+        if session.pending().next().is_none() {
+            // Nothing left to finalize (no steps, or every step already final
+            // through an earlier batch): the session is final at once.
             session.status = SessionStatus::Finalized;
             self.retire(*id);
         }
@@ -520,7 +561,13 @@ impl Ledger {
     /// Batches ready to broadcast: committing sessions with unsent steps,
     /// nothing in flight (or in flight too long), and every session they
     /// depend on final.
-    pub fn batches_to_send(&mut self, now_ms: u64) -> Vec<Outgoing> {
+    ///
+    /// `durable` is how many of this ledger's log records (see
+    /// [`Ledger::logged`]) are fsynced. Only durable steps are sent: a step
+    /// that reached L1 before its record reached the disk would, after a
+    /// crash, be final on L1 while the restarted gateway, not knowing it,
+    /// acknowledges a different step at the same seq.
+    pub fn batches_to_send(&mut self, now_ms: u64, durable: u64) -> Vec<Outgoing> {
         let ready: Vec<Hash> = self
             .sessions
             .values()
@@ -545,9 +592,12 @@ impl Ledger {
                 continue;
             }
             let first = session.chain_seq + 1;
-            let Some(last_seq) = session.steps.last().map(|s| s.signed.step.seq) else {
+            let Some(last_seq) = session.steps.iter().take_while(|s| s.log_pos <= durable).last().map(|s| s.signed.step.seq) else {
                 continue;
             };
+            if last_seq < first {
+                continue;
+            }
             let upto = last_seq.min(first + BATCH_STEPS_MAX as u64 - 1);
             let (tx, last_seq) = build_batch(&self.chain_id, &self.key, session, upto);
             let hash = tx_hash(&tx);
@@ -882,7 +932,13 @@ impl Ledger {
                                     session.deps.insert(d);
                                 }
                                 session.locks.insert(p.clone());
-                                session.steps.push(StepRecord { signed: step, outcome: o, accepted_ms: now_ms, finality: None });
+                                session.steps.push(StepRecord {
+                                    signed: step,
+                                    outcome: o,
+                                    accepted_ms: now_ms,
+                                    finality: None,
+                                    log_pos: 0,
+                                });
                                 self.locks.insert(p.clone(), id);
                                 self.writer.insert(p, id);
                                 self.order.push((id, seq));
@@ -900,7 +956,7 @@ impl Ledger {
                 }
                 WalRecord::Commit(id) => {
                     if self.sessions.contains_key(&id) {
-                        let _ = self.request_commit(&id, now_ms);
+                        let _ = self.close(&id, now_ms);
                     }
                 }
             }

@@ -49,7 +49,7 @@ impl World {
     /// Send what the ledger wants to send, execute it as one block, and feed
     /// the block back.
     fn round(&mut self, extra: Vec<Vec<u8>>) -> Vec<Event> {
-        let out = self.ledger.batches_to_send(TIME_MS);
+        let out = self.ledger.batches_to_send(TIME_MS, u64::MAX);
         let mut results = Vec::new();
         for tx in extra.iter().chain(out.iter().map(|o| &o.tx)) {
             results.push(self.direct(tx));
@@ -95,7 +95,7 @@ fn a_committed_session_finalizes_with_exactly_the_predicted_state() {
         assert_eq!(acc.receipt.body.outcome, acc.outcome_hash);
         predicted = Some(acc.package);
     }
-    assert!(w.ledger.batches_to_send(TIME_MS).is_empty(), "an open session is not sent");
+    assert!(w.ledger.batches_to_send(TIME_MS, u64::MAX).is_empty(), "an open session is not sent");
     w.ledger.request_commit(&s, TIME_MS).expect("commit");
     let events = w.round(vec![]);
     assert!(events.iter().any(|e| matches!(e, Event::SessionFinalized { complete: true, last_seq: 4, .. })), "{events:?}");
@@ -122,7 +122,7 @@ fn an_open_session_locks_its_packages_and_a_later_session_builds_on_a_committing
     // Now b may build on a's tentative state, and depends on it.
     w.step(&op2, b, 1, "P", validate()).expect("validate on a's tentative scan");
     w.ledger.request_commit(&b, TIME_MS).expect("commit b");
-    let sent = w.ledger.batches_to_send(TIME_MS);
+    let sent = w.ledger.batches_to_send(TIME_MS, u64::MAX);
     assert_eq!(sent.len(), 1, "b waits for a to be final");
     assert_eq!(sent[0].session, a);
     w.ledger.unsent(&a);
@@ -156,7 +156,7 @@ fn a_conflicting_l1_step_rejects_the_session_and_its_dependents_before_anything_
     assert!(rejected.contains(&(a, "conflict".into())), "{events:?}");
     assert!(rejected.contains(&(b, "dependency_rejected".into())), "{events:?}");
     assert!(w.ledger.mismatches() > before);
-    assert!(w.ledger.batches_to_send(TIME_MS).is_empty(), "nothing doomed is sent");
+    assert!(w.ledger.batches_to_send(TIME_MS, u64::MAX).is_empty(), "nothing doomed is sent");
     assert_eq!(w.ledger.pending_steps(), 0);
 }
 
@@ -169,7 +169,7 @@ fn a_session_l1_rejects_is_reported_with_the_failing_seq() {
     w.step(&op, a, 1, "P", scan()).expect("scan");
     w.step(&op, a, 2, "P", validate()).expect("validate");
     w.ledger.request_commit(&a, TIME_MS).expect("commit");
-    let out = w.ledger.batches_to_send(TIME_MS);
+    let out = w.ledger.batches_to_send(TIME_MS, u64::MAX);
     // L1 sees a forged claim for step 2 (as if the gateway mispredicted).
     let mut tx = Tx::decode(&out[0].tx).expect("tx");
     let Tx::SessionBatch(b) = &mut tx else { panic!() };
@@ -247,7 +247,7 @@ fn a_recovered_session_resends_the_same_batch_or_is_final_if_l1_has_it() {
     }
     w.ledger.request_commit(&a, TIME_MS).expect("commit");
     log.push(WalRecord::Commit(a));
-    let first = w.ledger.batches_to_send(TIME_MS).remove(0);
+    let first = w.ledger.batches_to_send(TIME_MS, u64::MAX).remove(0);
 
     // Recovered before L1 finalized it: the identical bytes are re-sent.
     let mut before = World::new(LedgerConfig::default());
@@ -255,7 +255,7 @@ fn a_recovered_session_resends_the_same_batch_or_is_final_if_l1_has_it() {
     let mut again = Ledger::new(CHAIN_ID.into(), before.cast.gateway.clone(), LedgerConfig::default());
     assert_eq!(again.recover(&before.chain, TIME_MS, log.clone()), (1, 2));
     assert_eq!(again.pending_steps(), 2);
-    let resent = again.batches_to_send(TIME_MS).remove(0);
+    let resent = again.batches_to_send(TIME_MS, u64::MAX).remove(0);
     assert_eq!(resent.tx, first.tx);
 
     // L1 finalized it, then the gateway crashed before seeing the block.
@@ -264,7 +264,7 @@ fn a_recovered_session_resends_the_same_batch_or_is_final_if_l1_has_it() {
     let mut fresh = Ledger::new(CHAIN_ID.into(), w.cast.gateway.clone(), LedgerConfig::default());
     assert_eq!(fresh.recover(&w.chain, TIME_MS, log.clone()), (0, 0));
     assert_eq!(fresh.session(&a).expect("a").status, SessionStatus::Finalized, "the chain says it is final");
-    assert!(fresh.batches_to_send(TIME_MS).is_empty(), "nothing is finalized twice");
+    assert!(fresh.batches_to_send(TIME_MS, u64::MAX).is_empty(), "nothing is finalized twice");
 
     // A logged outcome that no longer replays (the log lies): rejected, never sent.
     let mut bad = log.clone();
@@ -276,16 +276,16 @@ fn a_recovered_session_resends_the_same_batch_or_is_final_if_l1_has_it() {
     let mut l = Ledger::new(CHAIN_ID.into(), third.cast.gateway.clone(), LedgerConfig::default());
     l.recover(&third.chain, TIME_MS, bad);
     assert!(matches!(l.session(&a).expect("a").status, SessionStatus::Rejected { .. }));
-    assert!(l.batches_to_send(TIME_MS).is_empty());
+    assert!(l.batches_to_send(TIME_MS, u64::MAX).is_empty());
 }
 
 #[test]
 fn a_dependent_batch_goes_out_once_its_dependency_is_in_flight_and_survives_landing_first() {
     let mut w = World::new(LedgerConfig::default());
     let (a, b) = w.dependent_pair();
-    let first = w.ledger.batches_to_send(TIME_MS);
+    let first = w.ledger.batches_to_send(TIME_MS, u64::MAX);
     assert_eq!(first.iter().map(|o| o.session).collect::<Vec<_>>(), vec![a], "b waits until a is in flight");
-    let second = w.ledger.batches_to_send(TIME_MS);
+    let second = w.ledger.batches_to_send(TIME_MS, u64::MAX);
     assert_eq!(second.iter().map(|o| o.session).collect::<Vec<_>>(), vec![b], "then b follows without waiting for a block");
 
     // The block carries them the wrong way round: b fails, a commits.
@@ -309,8 +309,8 @@ fn a_dependent_batch_goes_out_once_its_dependency_is_in_flight_and_survives_land
 fn a_dependent_batch_that_fails_after_its_dependency_is_final_is_rejected() {
     let mut w = World::new(LedgerConfig::default());
     let (_, b) = w.dependent_pair();
-    let first = w.ledger.batches_to_send(TIME_MS);
-    let second = w.ledger.batches_to_send(TIME_MS);
+    let first = w.ledger.batches_to_send(TIME_MS, u64::MAX);
+    let second = w.ledger.batches_to_send(TIME_MS, u64::MAX);
     // a lands first, then b is made to fail by a forged claim: a real rejection.
     let (ha, ra) = w.direct(&first[0].tx);
     let mut tx = Tx::decode(&second[0].tx).expect("tx");
@@ -321,4 +321,51 @@ fn a_dependent_batch_that_fails_after_its_dependency_is_final_is_rejected() {
     let base = w.chain.clone();
     let events = w.ledger.on_block(&base, &ReplayedBlock { height: 2, results: vec![(ha, ra), (second[0].tx_hash.clone(), rb)] }, TIME_MS);
     assert!(events.iter().any(|e| matches!(e, Event::SessionRejected { session, .. } if *session == b)), "{events:?}");
+}
+
+#[test]
+fn only_steps_whose_log_records_are_fsynced_are_sent() {
+    let mut w = World::new(LedgerConfig::default());
+    w.registered("P", 1);
+    let op = w.cast.operator.clone();
+    let a = w.open(&op, 1);
+    w.step(&op, a, 1, "P", scan()).expect("scan");
+    let fsynced = w.ledger.logged();
+    w.step(&op, a, 2, "P", validate()).expect("validate");
+    w.ledger.request_commit(&a, TIME_MS).expect("commit");
+    assert_eq!(w.ledger.logged(), fsynced + 2, "one record per step and one for the commit");
+    // The second step's record is still in the log's queue: a crash now
+    // would forget it, so L1 must not see it yet.
+    let out = w.ledger.batches_to_send(TIME_MS, fsynced);
+    assert_eq!(out.iter().map(|o| o.last_seq).collect::<Vec<_>>(), vec![1], "only the durable step goes out");
+    assert!(w.ledger.batches_to_send(TIME_MS, 0).is_empty(), "nothing durable is not in flight already");
+}
+
+#[test]
+fn a_session_whose_steps_became_final_before_its_commit_finalizes_on_commit() {
+    // The gateway sent a batch, crashed before the commit's record was
+    // fsynced, and saw the batch finalized after recovering: the session is
+    // open again with every step final. Committing it must finish it, or the
+    // sessions that build on it would wait for it forever.
+    let mut w = World::new(LedgerConfig::default());
+    w.registered("P", 1);
+    let op = w.cast.operator.clone();
+    let o = open(&op, Some(w.cast.gateway.public()), 1);
+    let a = w.ledger.open_session(&w.chain, TIME_MS, o.clone()).expect("open");
+    let s = step(&op, a, 1, "P", scan());
+    let acc = w.ledger.accept_step(&w.chain, TIME_MS, VerifiedStep::check(&s).expect("v")).expect("acc");
+    w.ledger.request_commit(&a, TIME_MS).expect("commit");
+    let sent = w.ledger.batches_to_send(TIME_MS, u64::MAX).remove(0);
+
+    let mut l = Ledger::new(CHAIN_ID.into(), w.cast.gateway.clone(), LedgerConfig::default());
+    l.recover(&w.chain, TIME_MS, vec![WalRecord::Opened(o), WalRecord::Step { step: s, outcome: acc.outcome_hash }]);
+    let (h, r) = w.direct(&sent.tx);
+    assert_eq!(r.code(), 0);
+    let base = w.chain.clone();
+    l.on_block(&base, &ReplayedBlock { height: 2, results: vec![(h, r)] }, TIME_MS);
+    assert_eq!(l.session(&a).expect("a").status, SessionStatus::Open);
+    l.request_commit(&a, TIME_MS).expect("commit");
+    assert_eq!(l.session(&a).expect("a").status, SessionStatus::Finalized);
+    assert!(l.batches_to_send(TIME_MS, u64::MAX).is_empty(), "nothing left to send");
+    l.audit().expect("consistent");
 }

@@ -371,7 +371,9 @@ async fn tick(shared: Arc<Shared>) {
                 }
             }
             let ready = backoff_until.is_none_or(|t| Instant::now() >= t);
-            let outgoing = if ready { st.ledger.batches_to_send(now) } else { Vec::new() };
+            // Only what the log has fsynced goes to L1 (see `Ledger::batches_to_send`).
+            let durable = shared.wal.stats().records_appended;
+            let outgoing = if ready { st.ledger.batches_to_send(now, durable) } else { Vec::new() };
             if !due.is_empty() {
                 update_gauges(&shared, &st.ledger);
             }
