@@ -7,6 +7,7 @@
 //! - `tandem up [--demo]`: a 4-validator network and a gateway in one command,
 //!   optionally driving a demo workload ([`demo`]).
 //! - `tandem bench`: the benchmark (crate `tandem-bench`).
+//! - `tandem chaos <scenario>`: fault scenarios (crate `tandem-chaos`).
 //! - `tandem keys|package|session|status`: client commands against a gateway
 //!   ([`commands`]), with settings from flags, env and a config file
 //!   ([`settings`]), and failures mapped to exit codes ([`fail`]).
@@ -84,6 +85,13 @@ enum Command {
     ///
     /// Example: tandem bench --quick --out /tmp/bench
     Bench(tandem_bench::BenchArgs),
+    /// Run a fault scenario on this machine, print its figures and write
+    /// them to docs/reliability/<scenario>.json; exits 1 if the promise did
+    /// not hold.
+    ///
+    /// Example: tandem chaos gateway-kill --kills 100 --seed 7
+    #[command(subcommand)]
+    Chaos(tandem_chaos::Scenario),
 }
 
 #[derive(Subcommand)]
@@ -132,6 +140,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Bench(args) => {
             let me = std::env::current_exe().map_err(|e| Failure::local(e.into()))?;
             tandem_bench::run(args, &me).await.map_err(Failure::local)
+        }
+        Command::Chaos(scenario) => {
+            let me = std::env::current_exe().map_err(|e| Failure::local(e.into()))?;
+            let figures = tandem_chaos::run(scenario, &me).await.map_err(Failure::local)?;
+            if figures["holds"] == true {
+                Ok(())
+            } else {
+                Err(Failure::local(anyhow::anyhow!("the scenario's promise did not hold: {figures}")))
+            }
         }
     }
 }
