@@ -552,16 +552,21 @@ async fn get_session(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> A
             }
         }
     };
-    // Steps final before the ones held (a restart, a forgotten session).
-    let older: Vec<Value> = gw
-        .replica
-        .index()
-        .session(&id, 1, INDEXED_STEPS_LISTED_MAX)
-        .map_err(index_error)?
-        .iter()
-        .filter(|f| f.signed.step.seq < held_from)
-        .map(|f| final_step_json(&gw, f))
-        .collect();
+    // Steps final before the ones held (a restart, a forgotten session):
+    // seqs 1 .. held_from - 1, read only when there are any.
+    let before_held = usize::try_from(held_from.saturating_sub(1)).unwrap_or(usize::MAX).min(INDEXED_STEPS_LISTED_MAX);
+    let older: Vec<Value> = if before_held == 0 {
+        Vec::new()
+    } else {
+        gw.replica
+            .index()
+            .session(&id, 1, before_held)
+            .map_err(index_error)?
+            .iter()
+            .filter(|f| f.signed.step.seq < held_from)
+            .map(|f| final_step_json(&gw, f))
+            .collect()
+    };
     if !older.is_empty() {
         let held = view["steps"].as_array().cloned().unwrap_or_default();
         view["steps"] = Value::Array(older.into_iter().chain(held).collect());
