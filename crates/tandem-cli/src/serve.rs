@@ -132,7 +132,9 @@ async fn serve_gateway(
     let gateway = tandem_gateway::service::Gateway::start(config, l1).await?;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
     println!("gateway {} serving on http://{listen} (chain {})", gateway.shared.config.key.public(), gateway.shared.chain_id);
-    axum::serve(listener, tandem_gateway::api::router(gateway.shared.clone())).with_graceful_shutdown(shutdown).await?;
+    // The peer's address keys the rate limit of unsigned requests.
+    let app = tandem_gateway::api::router(gateway.shared.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }
 

@@ -150,6 +150,65 @@ async fn every_step_acknowledged_before_a_gateway_sigkill_is_finalized_exactly_o
     assert_eq!(status["prediction_mismatches"], 0, "{status}");
 }
 
+/// A gateway SIGKILLed after answering: a client that lost the answers
+/// re-sends the same signed steps and gets the original receipts, before and
+/// after finality; steps final before the kill keep their L1 height and
+/// transaction hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_gateway_sigkill_resent_steps_get_their_receipts_and_final_steps_keep_their_height() {
+    let net = Net::start(4, 75).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut gw = GatewayProc::start(&net, dir.path(), "127.0.75.100:8080", &["--auto-commit-idle-ms", "600000"]);
+    gw.wait_ready(&net.http).await;
+    let c = Client { http: &net.http, url: gw.url.clone(), chain: net.layout.chain_id.clone(), gateway: net.key("gateway-1").clone() };
+    let sup = net.key("supplier-1").clone();
+    let base = gw.url.clone();
+    let steps_url = |s| format!("{base}/v1/sessions/{s}/steps");
+
+    // Session F: final before the kill. Session P: pending at the kill.
+    let f = c.open(&sup, 1).await;
+    let f_step = gateway::step(&c.chain, &sup, f, 1, "F-1", gateway::register(&c.chain, &sup, "F-1"));
+    let (status, f_answer) = post(&net.http, &steps_url(f), &json!(f_step)).await;
+    assert_eq!(status, 200, "{f_answer}");
+    assert_eq!(c.commit(f).await.0, 202);
+    let before = c.wait_state(f, "finalized", Duration::from_secs(30)).await;
+    let height = before["steps"][0]["finality"]["height"].as_u64().expect("a height");
+    let tx_hash = before["steps"][0]["finality"]["tx_hash"].clone();
+    let p = c.open(&sup, 2).await;
+    let p_step = gateway::step(&c.chain, &sup, p, 1, "P-1", gateway::register(&c.chain, &sup, "P-1"));
+    let (status, p_answer) = post(&net.http, &steps_url(p), &json!(p_step)).await;
+    assert_eq!(status, 200, "{p_answer}");
+
+    gw.kill();
+    gw.restart();
+    gw.wait_ready(&net.http).await;
+
+    for (s, step, answer) in [(f, &f_step, &f_answer), (p, &p_step, &p_answer)] {
+        let (status, again) = post(&net.http, &steps_url(s), &json!(step)).await;
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(again["receipt"], answer["receipt"], "the original receipt");
+        assert_eq!(again["outcome_hash"], answer["outcome_hash"]);
+        let (status, view) = gateway::get(&net.http, &format!("{base}/v1/sessions/{s}/steps/1")).await;
+        assert_eq!(status, 200, "{view}");
+        assert_eq!(view["receipt"], answer["receipt"]);
+    }
+    let after = c.session(f).await;
+    assert_eq!(after["steps"][0]["finality"]["height"], height, "{after}");
+    assert_eq!(after["steps"][0]["finality"]["tx_hash"], tx_hash, "{after}");
+    let (_, pkg) = gateway::get(&net.http, &format!("{base}/v1/packages/F-1")).await;
+    assert_eq!(pkg["history"][0]["l1_height"], height, "{pkg}");
+    assert_eq!(pkg["history"][0]["tx_hash"], tx_hash, "{pkg}");
+    // Another step at a taken seq is still refused.
+    let other = gateway::step(&c.chain, &sup, f, 1, "F-2", gateway::register(&c.chain, &sup, "F-2"));
+    let (status, body) = post(&net.http, &steps_url(f), &json!(other)).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("bad_sequence")), "{body}");
+    // The pending session still finalizes, once.
+    assert_eq!(c.commit(p).await.0, 202);
+    c.wait_state(p, "finalized", Duration::from_secs(30)).await;
+    let s = net.query(0, &format!("/session/{p}")).await.expect("session on L1");
+    assert_eq!(s["last_seq"], 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_l1_stopped_steps_are_answered_tentatively_then_503_then_the_backlog_drains() {
     let net = Net::start(4, 25).await;

@@ -1,10 +1,18 @@
 //! The gateway's HTTP API, typed. Errors keep the API's stable code.
+//!
+//! Signed requests survive a lost answer: the gateway answers a
+//! byte-identical re-send of a step or open request it accepted with the
+//! original answer and receipt. So after a transport error, a 5xx or a 429
+//! the client sends the very same bytes again (with backoff, see [`Retry`]);
+//! when no attempt is answered it reads the step back
+//! (`GET /v1/sessions/{id}/steps/{seq}`). A [`Session`] never signs another
+//! step for a seq whose first step's fate is unknown.
 
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tandem_core::message::{Action, DirectStep, Receipt, SessionOpen, SignedSessionOpen, Step};
+use tandem_core::message::{Action, DirectStep, Receipt, SessionOpen, SignedSessionOpen, SignedStep, Step};
 use tandem_core::model::Package;
 use tandem_core::{Hash, Outcome, PublicKey, SecretKey};
 
@@ -45,6 +53,36 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// Whether sending the same bytes again may succeed: the request may
+    /// not have arrived, or its answer was lost, or the gateway was busy.
+    pub fn retriable(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. } => true,
+            ClientError::Api { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
+/// How often a signed request is sent again after a retriable failure
+/// ([`ClientError::retriable`]): `attempts` in all, waiting `backoff`,
+/// doubled each time up to `backoff_max` (or the gateway's `Retry-After`
+/// for a 429).
+#[derive(Clone, Copy, Debug)]
+pub struct Retry {
+    /// Attempts in all (at least 1).
+    pub attempts: u32,
+    /// The first wait.
+    pub backoff: Duration,
+    /// The longest wait.
+    pub backoff_max: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry { attempts: 6, backoff: Duration::from_millis(100), backoff_max: Duration::from_secs(2) }
+    }
 }
 
 /// What the gateway answers for a step.
@@ -73,6 +111,8 @@ pub struct Client {
     pub chain_id: String,
     /// The gateway's key (sessions name it).
     pub gateway: PublicKey,
+    /// How signed requests are sent again after a lost answer.
+    pub retry: Retry,
 }
 
 /// Milliseconds since the Unix epoch (steps carry the signer's clock).
@@ -89,7 +129,13 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ClientError::Unreachable { url: base.into(), reason: e.to_string() })?;
-        let mut c = Client { http, base: base.trim_end_matches('/').to_string(), chain_id: String::new(), gateway: PublicKey([0; 32]) };
+        let mut c = Client {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            chain_id: String::new(),
+            gateway: PublicKey([0; 32]),
+            retry: Retry::default(),
+        };
         let status = c.status().await?;
         c.chain_id = status["chain_id"].as_str().ok_or_else(|| ClientError::Decode("status has no chain_id".into()))?.into();
         c.gateway = status["gateway"]
@@ -105,33 +151,112 @@ impl Client {
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Value, ClientError> {
-        let r = req
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable { url: self.base.clone(), reason: e.to_string() })?;
+        self.send_for(req).await.map_err(|(e, _)| e)
+    }
+
+    /// POST the JSON bytes `body` to `path`, the same bytes again after each
+    /// retriable failure, as [`Client::retry`] says.
+    async fn post_same(&self, path: &str, body: Vec<u8>) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let attempts = self.retry.attempts.max(1);
+        let mut wait = self.retry.backoff;
+        let mut attempt = 1;
+        loop {
+            let req = self.http.post(&url).header("content-type", "application/json").body(body.clone());
+            match self.send_for(req).await {
+                Ok(v) => return Ok(v),
+                Err((e, retry_after)) if e.retriable() && attempt < attempts => {
+                    tokio::time::sleep(retry_after.unwrap_or(wait)).await;
+                    wait = (wait * 2).min(self.retry.backoff_max);
+                    attempt += 1;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    /// Send; on failure also the `Retry-After` the gateway gave.
+    async fn send_for(&self, req: reqwest::RequestBuilder) -> Result<Value, (ClientError, Option<Duration>)> {
+        let unreachable = |e: reqwest::Error| (ClientError::Unreachable { url: self.base.clone(), reason: e.to_string() }, None);
+        let r = req.timeout(Duration::from_secs(60)).send().await.map_err(unreachable)?;
         let status = r.status().as_u16();
-        let bytes = r.bytes().await.map_err(|e| ClientError::Unreachable { url: self.base.clone(), reason: e.to_string() })?;
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = r.bytes().await.map_err(unreachable)?;
         let body: Value = match serde_json::from_slice(&bytes) {
             Ok(v) => v,
             // A proxy or a crashed server may answer an error in plain text.
             Err(_) if status >= 400 => {
-                return Err(ClientError::Api {
-                    status,
-                    code: format!("http_{status}"),
-                    message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-                })
+                return Err((
+                    ClientError::Api {
+                        status,
+                        code: format!("http_{status}"),
+                        message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                    },
+                    retry_after,
+                ))
             }
-            Err(e) => return Err(ClientError::Decode(e.to_string())),
+            Err(e) => return Err((ClientError::Decode(e.to_string()), None)),
         };
         if status >= 400 {
-            return Err(ClientError::Api {
-                status,
-                code: body["code"].as_str().unwrap_or("unknown").into(),
-                message: body["message"].as_str().unwrap_or_default().into(),
-            });
+            return Err((
+                ClientError::Api {
+                    status,
+                    code: body["code"].as_str().unwrap_or("unknown").into(),
+                    message: body["message"].as_str().unwrap_or_default().into(),
+                },
+                retry_after,
+            ));
         }
         Ok(body)
+    }
+
+    /// `GET /v1/sessions/{id}/steps/{seq}`: the step, its outcome, receipt
+    /// and finality; `None` when the gateway holds no such step (it was never
+    /// accepted).
+    pub async fn step_view(&self, id: &Hash, seq: u64) -> Result<Option<Value>, ClientError> {
+        match self.send(self.http.get(format!("{}/v1/sessions/{id}/steps/{seq}", self.base))).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.code() == Some("unknown_step") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Send a signed step until its answer arrives (the same bytes each
+    /// time). When no attempt is answered, reads the step back: if the
+    /// gateway holds exactly this step, its original reply is rebuilt from
+    /// it (outcome, outcome hash and receipt as first answered; `package`
+    /// read now). Otherwise the last error.
+    pub async fn send_step(&self, signed: &SignedStep) -> Result<StepReply, ClientError> {
+        let s = &signed.step;
+        let body = serde_json::to_vec(signed).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let err = match self.post_same(&format!("/v1/sessions/{}/steps", s.session), body).await {
+            Ok(v) => return serde_json::from_value(v).map_err(|e| ClientError::Decode(e.to_string())),
+            Err(e) if e.retriable() => e,
+            Err(e) => return Err(e),
+        };
+        let Ok(Some(view)) = self.step_view(&s.session, s.seq).await else {
+            return Err(err);
+        };
+        let held: SignedStep = serde_json::from_value(view["step"].clone()).map_err(|e| ClientError::Decode(e.to_string()))?;
+        if held != *signed {
+            return Err(err);
+        }
+        let package = self.package(&s.package_id).await?;
+        let package = package.get("tentative").filter(|p| !p.is_null()).unwrap_or(&package["final"]).clone();
+        serde_json::from_value(json!({
+            "session": s.session,
+            "seq": s.seq,
+            "outcome": view["outcome"],
+            "outcome_hash": view["outcome_hash"],
+            "package": package,
+            "receipt": view["receipt"],
+        }))
+        .map_err(|e| ClientError::Decode(e.to_string()))
     }
 
     /// `GET /v1/status`.
@@ -160,8 +285,10 @@ impl Client {
             client_time_ms: now_ms(),
         }
         .sign(owner);
-        self.send(self.http.post(format!("{}/v1/sessions", self.base)).json(&open)).await?;
-        Ok(Session { client: self.clone(), key: owner.clone(), id: open.open.session_id(), next_seq: 1 })
+        let body = serde_json::to_vec(&open).map_err(|e| ClientError::Decode(e.to_string()))?;
+        // A re-sent open is answered 201 like the first.
+        self.post_same("/v1/sessions", body).await?;
+        Ok(Session { client: self.clone(), key: owner.clone(), id: open.open.session_id(), next_seq: 1, unanswered: None })
     }
 
     /// Continue a session opened earlier (possibly by another process):
@@ -171,7 +298,7 @@ impl Client {
         let held = s["steps"].as_array().map_or(0, |a| a.len() as u64);
         // A session known from L1 only reports its last final seq.
         let next_seq = held.max(s["final_seq"].as_u64().unwrap_or(0)) + 1;
-        Ok(Session { client: self.clone(), key: owner.clone(), id, next_seq })
+        Ok(Session { client: self.clone(), key: owner.clone(), id, next_seq, unanswered: None })
     }
 
     /// `GET /v1/events`: the gateway's server-sent events, from now on.
@@ -228,11 +355,11 @@ impl Client {
     }
 
     /// `POST /v1/l1/steps`.
-    pub async fn direct(&self, open: Option<SignedSessionOpen>, step: tandem_core::message::SignedStep) -> Result<Value, ClientError> {
+    pub async fn direct(&self, open: Option<SignedSessionOpen>, step: SignedStep) -> Result<Value, ClientError> {
         self.send(self.http.post(format!("{}/v1/l1/steps", self.base)).json(&DirectStep { open, step })).await
     }
 
-    fn step_for(&self, key: &SecretKey, session: Hash, seq: u64, package: &str, action: Action) -> tandem_core::message::SignedStep {
+    fn step_for(&self, key: &SecretKey, session: Hash, seq: u64, package: &str, action: Action) -> SignedStep {
         Step {
             chain_id: self.chain_id.clone(),
             session,
@@ -256,16 +383,48 @@ pub struct Session {
     pub id: Hash,
     /// The sequence number the next step gets.
     pub next_seq: u64,
+    /// A step sent whose answer never came (every attempt failed): it may
+    /// have been accepted, so its seq is not signed again with other
+    /// content; [`Session::settle`] sends it again.
+    pub unanswered: Option<SignedStep>,
 }
 
 impl Session {
-    /// Sign and send the next step.
+    /// Sign and send the next step. An earlier step left unanswered is
+    /// settled first (sent again; see [`Session::settle`]).
     pub async fn step(&mut self, package: &str, action: Action) -> Result<StepReply, ClientError> {
+        if let Err(e) = self.settle().await {
+            if self.unanswered.is_some() {
+                return Err(e);
+            }
+        }
         let signed = self.client.step_for(&self.key, self.id, self.next_seq, package, action);
-        let body =
-            self.client.send(self.client.http.post(format!("{}/v1/sessions/{}/steps", self.client.base, self.id)).json(&signed)).await?;
-        self.next_seq += 1;
-        serde_json::from_value(body).map_err(|e| ClientError::Decode(e.to_string()))
+        self.deliver(signed).await
+    }
+
+    /// Send the unanswered step again, the same bytes: its reply once the
+    /// gateway answers (`None` when there is none). An error answer means
+    /// the gateway did not take it, which frees its seq.
+    pub async fn settle(&mut self) -> Result<Option<StepReply>, ClientError> {
+        match self.unanswered.take() {
+            None => Ok(None),
+            Some(signed) => self.deliver(signed).await.map(Some),
+        }
+    }
+
+    async fn deliver(&mut self, signed: SignedStep) -> Result<StepReply, ClientError> {
+        match self.client.send_step(&signed).await {
+            Ok(reply) => {
+                self.next_seq = signed.step.seq + 1;
+                Ok(reply)
+            }
+            Err(e) => {
+                if e.retriable() {
+                    self.unanswered = Some(signed);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Ask the gateway to finalize the session.

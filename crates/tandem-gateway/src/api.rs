@@ -5,11 +5,13 @@
 //! Every error is `{"code": "...", "message": "..."}` with a stable code and
 //! the status of [`crate::error::Kind`].
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{KeepAlive, Sse};
@@ -22,35 +24,48 @@ use serde_json::{json, Value};
 use tandem_core::apply::{TxResult, VerifiedStep};
 use tandem_core::message::{DirectStep, SignedSessionOpen, SignedStep, Tx};
 use tandem_core::state::StateRead;
-use tandem_core::{Code, Hash};
+use tandem_core::{Code, Hash, PublicKey};
 use tandem_rpc::L1Error;
 
 use crate::error::{kind_of, GwError, Kind};
-use crate::ledger::{tx_hash, Event, SessionStatus, WalRecord};
+use crate::finality::FinalStep;
+use crate::ledger::{issue_receipt, tx_hash, Event, SessionStatus, StepRecord, WalRecord};
+use crate::limit::Client;
 use crate::service::{fatal_wal, now_ms, Shared};
 
 /// The OpenAPI document.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// An error response.
-pub struct ApiError(pub GwError);
+pub struct ApiError {
+    /// What went wrong.
+    pub error: GwError,
+    /// For 429: how long until the client's next request is admitted
+    /// (the `Retry-After` header, in whole seconds rounded up).
+    pub retry_after: Option<Duration>,
+}
 
 impl From<GwError> for ApiError {
-    fn from(e: GwError) -> Self {
-        ApiError(e)
+    fn from(error: GwError) -> Self {
+        ApiError { error, retry_after: None }
     }
 }
 
 impl From<tandem_core::Rejection> for ApiError {
     fn from(r: tandem_core::Rejection) -> Self {
-        ApiError(r.into())
+        GwError::from(r).into()
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(json!({ "code": self.0.code, "message": self.0.message }))).into_response()
+        let status = StatusCode::from_u16(self.error.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = (status, Json(json!({ "code": self.error.code, "message": self.error.message }))).into_response();
+        if let Some(wait) = self.retry_after {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs.max(1)));
+        }
+        resp
     }
 }
 
@@ -74,69 +89,72 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
     }
 }
 
-/// A token bucket: `rate` tokens a second, up to `burst`.
-pub struct TokenBucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
+/// The peer's IP address, when the server passes it (`ConnectInfo`).
+pub struct Peer(pub Option<IpAddr>);
 
-impl TokenBucket {
-    /// A full bucket.
-    pub fn new(rate: u32, burst: u32) -> Self {
-        TokenBucket { rate: f64::from(rate), burst: f64::from(burst.max(1)), tokens: f64::from(burst.max(1)), last: Instant::now() }
-    }
-    /// Take one token if there is one.
-    pub fn take(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip())))
     }
 }
 
-async fn rate_limit(State(gw): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    if !gw.limiter.lock().expect("lock").take() {
-        return ApiError(GwError::new(
+/// Count one request of `client` (see [`crate::limit`]).
+fn admit(gw: &Shared, client: Client) -> ApiResult<()> {
+    gw.limits.check(&client).map_err(|wait| ApiError {
+        error: GwError::new(
             Kind::RateLimited,
             "rate_limited",
-            format!("more than {} requests a second; slow down", gw.config.rate_per_s),
-        ))
-        .into_response();
+            format!("more than {} requests a second from one client; retry after the Retry-After header's seconds", gw.limits.rate()),
+        ),
+        retry_after: Some(wait),
+    })
+}
+
+/// A signed request counts against its signer once the signature holds;
+/// a request whose signature fails, against its peer's address.
+fn admit_signed(gw: &Shared, peer: &Peer, signer: PublicKey, verified: bool) -> ApiResult<()> {
+    admit(gw, if verified { Client::Key(signer) } else { Client::Peer(peer.0) })
+}
+
+/// Unsigned requests count against their peer's address.
+async fn rate_limit(State(gw): State<Arc<Shared>>, peer: Peer, req: Request, next: Next) -> Response {
+    match admit(&gw, Client::Peer(peer.0)) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
     }
-    next.run(req).await
 }
 
 /// The router.
 pub fn router(gw: Arc<Shared>) -> Router {
-    let limited = Router::new()
+    // Signed requests are limited per signer in their handlers, after the
+    // body is parsed (once).
+    let signed = Router::new()
         .route("/v1/sessions", post(open_session))
         .route("/v1/sessions/{id}/steps", post(post_step))
+        .route("/v1/l1/steps", post(direct_step));
+    let limited = Router::new()
         .route("/v1/sessions/{id}/commit", post(commit))
         .route("/v1/sessions/{id}", get(get_session))
+        .route("/v1/sessions/{id}/steps/{seq}", get(get_step))
         .route("/v1/packages/{id}", get(get_package))
-        .route("/v1/l1/steps", post(direct_step))
         .route("/v1/events", get(events))
         .route("/v1/status", get(status))
         .route("/v1/network", get(network))
         .route("/v1/demo/keys", get(demo_keys))
         .layer(middleware::from_fn_with_state(gw.clone(), rate_limit));
     Router::new()
+        .merge(signed)
         .merge(limited)
         .route("/", get(|| async { asset("index.html") }))
         .route("/assets/{file}", get(|Path(file): Path<String>| async move { asset(&file) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
-        .fallback(|| async { ApiError(GwError::new(Kind::NotFound, "not_found", "no such route")) })
+        .fallback(|| async { ApiError::from(GwError::new(Kind::NotFound, "not_found", "no such route")) })
         .method_not_allowed_fallback(|| async {
-            ApiError(GwError::new(Kind::MethodNotAllowed, "method_not_allowed", "this route does not take that method"))
+            ApiError::from(GwError::new(Kind::MethodNotAllowed, "method_not_allowed", "this route does not take that method"))
         })
         .layer(DefaultBodyLimit::max(gw.config.body_bytes_max))
         .with_state(gw)
@@ -175,7 +193,7 @@ fn asset(name: &str) -> Response {
             *bytes,
         )
             .into_response(),
-        None => ApiError(GwError::new(Kind::NotFound, "not_found", format!("no asset {name:?}"))).into_response(),
+        None => ApiError::from(GwError::new(Kind::NotFound, "not_found", format!("no asset {name:?}"))).into_response(),
     }
 }
 
@@ -242,21 +260,39 @@ fn refuse_if_unhealthy(gw: &Shared) -> ApiResult<()> {
     Ok(())
 }
 
-async fn open_session(State(gw): State<Arc<Shared>>, Body(open): Body<SignedSessionOpen>) -> ApiResult<impl IntoResponse> {
+async fn open_session(State(gw): State<Arc<Shared>>, peer: Peer, Body(open): Body<SignedSessionOpen>) -> ApiResult<impl IntoResponse> {
     refuse_if_unhealthy(&gw)?;
-    if !open.open.owner.verify_memo(tandem_core::crypto::Domain::SessionOpen, &open.open, &open.signature, Some(&gw.sigs)) {
+    let verified = open.open.owner.verify_memo(tandem_core::crypto::Domain::SessionOpen, &open.open, &open.signature, Some(&gw.sigs));
+    admit_signed(&gw, &peer, open.open.owner, verified)?;
+    if !verified {
         return Err(tandem_core::Rejection::new(Code::BadSignature, "the open request's signature does not verify").into());
     }
     let record = borsh::to_vec(&WalRecord::Opened(open.clone())).expect("encoding");
-    let (id, wait) = {
+    let (id, wait, again) = {
         let mut st = gw.ledger();
         let st = &mut *st;
-        let id = st.ledger.open_session(&st.base, now_ms(), open.clone())?;
-        (id, gw.wal.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e)))
+        match st.ledger.open_session(&st.base, now_ms(), open.clone()) {
+            Ok(id) => (id, gw.wal.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e)), None),
+            Err(e) if e.code == "session_exists" => {
+                // A re-sent open (the session id is the hash of the request):
+                // the original answer, with where the session is now.
+                let id = open.open.session_id();
+                let status = match st.ledger.session(&id) {
+                    Some(s) if s.open == open => s.status.clone(),
+                    Some(_) => return Err(e.into()),
+                    None => SessionStatus::Finalized,
+                };
+                // Answered only once the first answer's record is durable.
+                (id, gw.wal.enqueue(Vec::new()).unwrap_or_else(|e| fatal_wal(&e)), Some(status))
+            }
+            Err(e) => return Err(e.into()),
+        }
     };
     wait.await.unwrap_or_else(|e| fatal_wal(&e));
-    let _ = gw.events.send(Event::SessionOpened { session: id, owner: open.open.owner.to_hex() });
-    Ok((StatusCode::CREATED, Json(json!({ "session_id": id, "status": SessionStatus::Open }))))
+    if again.is_none() {
+        let _ = gw.events.send(Event::SessionOpened { session: id, owner: open.open.owner.to_hex() });
+    }
+    Ok((StatusCode::CREATED, Json(json!({ "session_id": id, "status": again.unwrap_or(SessionStatus::Open) }))))
 }
 
 #[derive(Serialize)]
@@ -269,25 +305,37 @@ struct StepReply {
     receipt: tandem_core::message::Receipt,
 }
 
-async fn post_step(State(gw): State<Arc<Shared>>, Path(id): Path<String>, Body(signed): Body<SignedStep>) -> ApiResult<Json<StepReply>> {
+async fn post_step(
+    State(gw): State<Arc<Shared>>,
+    peer: Peer,
+    Path(id): Path<String>,
+    Body(signed): Body<SignedStep>,
+) -> ApiResult<Json<StepReply>> {
     let started = Instant::now();
     refuse_if_unhealthy(&gw)?;
+    let verified = VerifiedStep::check_memo(&signed, Some(&gw.sigs));
+    admit_signed(&gw, &peer, signed.step.actor, verified.is_some())?;
     let id = parse_id(&id)?;
     if signed.step.session != id {
         return Err(GwError::new(Kind::BadRequest, "session_mismatch", "the step names another session than the URL").into());
     }
-    let Some(verified) = VerifiedStep::check_memo(&signed, Some(&gw.sigs)) else {
+    let Some(verified) = verified else {
         return Err(tandem_core::Rejection::new(Code::BadSignature, "the step's signature does not verify").into());
     };
     // Outside the lock: the decision under it then finds them in the memo.
     tandem_core::apply::precheck_signatures(&signed, &gw.sigs);
-    let (accepted, wait) = {
+    let decided = {
         let mut st = gw.ledger();
         let st = &mut *st;
-        let accepted = st.ledger.accept_step(&st.base, now_ms(), verified)?;
-        let record = borsh::to_vec(&WalRecord::Step { step: signed.clone(), outcome: accepted.outcome_hash }).expect("encoding");
-        // Queued under the lock: the log keeps the order of decisions.
-        (accepted, gw.wal.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e)))
+        st.ledger.accept_step(&st.base, now_ms(), verified).map(|accepted| {
+            let record = borsh::to_vec(&WalRecord::Step { step: signed.clone(), outcome: accepted.outcome_hash }).expect("encoding");
+            // Queued under the lock: the log keeps the order of decisions.
+            (accepted, gw.wal.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e)))
+        })
+    };
+    let (accepted, wait) = match decided {
+        Ok(d) => d,
+        Err(refusal) => return answer_again(&gw, &signed, refusal).await.map(Json),
     };
     // Acked means durable: no answer before the fsync.
     wait.await.unwrap_or_else(|e| fatal_wal(&e));
@@ -307,6 +355,135 @@ async fn post_step(State(gw): State<Arc<Shared>>, Path(id): Path<String>, Body(s
         package: accepted.package,
         receipt: accepted.receipt,
     }))
+}
+
+/// A step the ledger refused may be a re-send of one this gateway accepted
+/// (its answer was lost): a byte-identical step gets the original answer and
+/// receipt, whether it is pending, final, forgotten or from before a restart.
+/// Another step at a taken seq is `bad_sequence`; anything else keeps
+/// `refusal`.
+async fn answer_again(gw: &Shared, signed: &SignedStep, refusal: GwError) -> ApiResult<StepReply> {
+    let s = &signed.step;
+    let held = {
+        let st = gw.ledger();
+        match st.ledger.prior_step(signed) {
+            Some(Ok(rec)) => {
+                let package = st.ledger.tentative(&st.base).package(&s.package_id);
+                // The first answer waited for its record's fsync; so does this one.
+                Some((rec.outcome.clone(), rec.receipt.clone(), package, gw.wal.enqueue(Vec::new()).unwrap_or_else(|e| fatal_wal(&e))))
+            }
+            Some(Err(e)) => return Err(e.into()),
+            None => None,
+        }
+    };
+    let (outcome, receipt, package) = match held {
+        Some((outcome, receipt, package, wait)) => {
+            wait.await.unwrap_or_else(|e| fatal_wal(&e));
+            (outcome, receipt, package)
+        }
+        None => {
+            let Some(fin) = final_step(gw, &s.session, s.seq)? else {
+                return Err(refusal.into());
+            };
+            if fin.signed != *signed {
+                return Err(tandem_core::Rejection::new(
+                    Code::BadSequence,
+                    format!("seq {} of session {} was taken by another step", s.seq, s.session),
+                )
+                .into());
+            }
+            if fin.gateway != Some(gw.config.key.public()) {
+                // Final through another gateway or directly: never answered here.
+                return Err(refusal.into());
+            }
+            let receipt = issue_receipt(&gw.chain_id, &gw.config.key, s.session, s.seq, &fin.outcome);
+            let st = gw.ledger();
+            (fin.outcome, receipt, st.ledger.tentative(&st.base).package(&s.package_id))
+        }
+    };
+    let package =
+        package.ok_or_else(|| GwError::new(Kind::Internal, "internal", format!("package {} of an accepted step is gone", s.package_id)))?;
+    Ok(StepReply { session: s.session, seq: s.seq, outcome_hash: outcome.hash(), outcome, package, receipt })
+}
+
+fn index_error(e: crate::finality::IndexError) -> ApiError {
+    GwError::new(Kind::Internal, "internal", e.to_string()).into()
+}
+
+/// A step from the finality index.
+fn final_step(gw: &Shared, session: &Hash, seq: u64) -> ApiResult<Option<FinalStep>> {
+    gw.replica.index().get(session, seq).map_err(index_error)
+}
+
+/// Steps a session listing shows at most from the finality index.
+const INDEXED_STEPS_LISTED_MAX: usize = 10_000;
+
+/// A held step as the API shows it.
+fn held_step_json(r: &StepRecord, state: &str) -> Value {
+    json!({
+        "seq": r.signed.step.seq,
+        "package_id": r.signed.step.package_id,
+        "action": r.outcome.action,
+        "stage": r.outcome.stage_after,
+        "outcome_hash": r.outcome.hash(),
+        "accepted_ms": r.accepted_ms,
+        "state": if r.finality.is_some() { "final" } else { state },
+        "finality": r.finality,
+        "receipt": r.receipt,
+    })
+}
+
+/// A step of the finality index as the API shows it: the receipt is this
+/// gateway's when its batch carried the step, `null` otherwise.
+fn final_step_json(gw: &Shared, f: &FinalStep) -> Value {
+    let ours = f.gateway == Some(gw.config.key.public());
+    let s = &f.signed.step;
+    json!({
+        "seq": s.seq,
+        "package_id": s.package_id,
+        "action": f.outcome.action,
+        "stage": f.outcome.stage_after,
+        "outcome_hash": f.outcome.hash(),
+        "accepted_ms": null,
+        "state": "final",
+        "finality": f.finality(),
+        "receipt": ours.then(|| issue_receipt(&gw.chain_id, &gw.config.key, s.session, s.seq, &f.outcome)),
+    })
+}
+
+/// One step: the signed step, its outcome, this gateway's receipt and where
+/// it is final. Held steps come from memory, older ones from the finality
+/// index.
+async fn get_step(State(gw): State<Arc<Shared>>, Path((id, seq)): Path<(String, String)>) -> ApiResult<Json<Value>> {
+    let id = parse_id(&id)?;
+    let seq: u64 = seq.parse().map_err(|_| GwError::new(Kind::BadRequest, "malformed", "a seq is a decimal number"))?;
+    let held = {
+        let st = gw.ledger();
+        st.ledger.session(&id).and_then(|s| {
+            let rec = s.steps.iter().find(|r| r.signed.step.seq == seq)?;
+            let state = if matches!(s.status, SessionStatus::Rejected { .. }) { "rejected" } else { "tentative" };
+            let mut v = held_step_json(rec, state);
+            v["step"] = json!(rec.signed);
+            v["outcome"] = json!(rec.outcome);
+            Some(v)
+        })
+    };
+    let mut v = match held {
+        Some(v) => v,
+        None => match final_step(&gw, &id, seq)? {
+            Some(f) => {
+                let mut v = final_step_json(&gw, &f);
+                v["step"] = json!(f.signed);
+                v["outcome"] = json!(f.outcome);
+                v
+            }
+            None => {
+                return Err(GwError::new(Kind::NotFound, "unknown_step", format!("no step {seq} of session {id} at this gateway")).into())
+            }
+        },
+    };
+    v["session_id"] = json!(id);
+    Ok(Json(v))
 }
 
 async fn commit(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
@@ -339,61 +516,81 @@ async fn commit(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> ApiRes
 
 async fn get_session(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let id = parse_id(&id)?;
-    let st = gw.ledger();
-    if let Some(s) = st.ledger.session(&id) {
-        let steps: Vec<Value> = s
-            .steps
-            .iter()
-            .map(|r| {
+    // Under the lock: what memory holds. The finality index is read after.
+    let (mut view, held_from) = {
+        let st = gw.ledger();
+        if let Some(s) = st.ledger.session(&id) {
+            let state = if matches!(s.status, SessionStatus::Rejected { .. }) { "rejected" } else { "tentative" };
+            let steps: Vec<Value> = s.steps.iter().map(|r| held_step_json(r, state)).collect();
+            let held_from = s.steps.first().map_or(u64::MAX, |r| r.signed.step.seq);
+            (
                 json!({
-                    "seq": r.signed.step.seq,
-                    "package_id": r.signed.step.package_id,
-                    "action": r.outcome.action,
-                    "stage": r.outcome.stage_after,
-                    "outcome_hash": r.outcome.hash(),
-                    "accepted_ms": r.accepted_ms,
-                    "state": if r.finality.is_some() { "final" } else { "tentative" },
-                    "finality": r.finality,
-                })
-            })
-            .collect();
-        return Ok(Json(json!({
-            "session_id": id,
-            "owner": s.open.open.owner,
-            "status": s.status,
-            "final_seq": s.chain_seq,
-            "opened_ms": s.opened_ms,
-            "commit_ms": s.commit_ms,
-            "steps": steps,
-        })));
+                    "session_id": id,
+                    "owner": s.open.open.owner,
+                    "status": s.status,
+                    "final_seq": s.chain_seq,
+                    "opened_ms": s.opened_ms,
+                    "commit_ms": s.commit_ms,
+                    "steps": steps,
+                }),
+                held_from,
+            )
+        } else {
+            match st.base.session(&id) {
+                Some(rec) => (
+                    json!({
+                        "session_id": id,
+                        "owner": rec.owner,
+                        "status": { "state": "finalized" },
+                        "final_seq": rec.last_seq,
+                        "steps": [],
+                        "note": "known from L1 and this gateway's finality index; it holds no steps of it in memory",
+                    }),
+                    u64::MAX,
+                ),
+                None => return Err(GwError::unknown_session(id).into()),
+            }
+        }
+    };
+    // Steps final before the ones held (a restart, a forgotten session):
+    // seqs 1 .. held_from - 1, read only when there are any.
+    let before_held = usize::try_from(held_from.saturating_sub(1)).unwrap_or(usize::MAX).min(INDEXED_STEPS_LISTED_MAX);
+    let older: Vec<Value> = if before_held == 0 {
+        Vec::new()
+    } else {
+        gw.replica
+            .index()
+            .session(&id, 1, before_held)
+            .map_err(index_error)?
+            .iter()
+            .filter(|f| f.signed.step.seq < held_from)
+            .map(|f| final_step_json(&gw, f))
+            .collect()
+    };
+    if !older.is_empty() {
+        let held = view["steps"].as_array().cloned().unwrap_or_default();
+        view["steps"] = Value::Array(older.into_iter().chain(held).collect());
     }
-    match st.base.session(&id) {
-        Some(rec) => Ok(Json(json!({
-            "session_id": id,
-            "owner": rec.owner,
-            "status": { "state": "finalized" },
-            "final_seq": rec.last_seq,
-            "steps": [],
-            "note": "known from L1 only; this gateway holds no steps of it",
-        }))),
-        None => Err(GwError::unknown_session(id).into()),
-    }
+    Ok(Json(view))
 }
 
 async fn get_package(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let st = gw.ledger();
-    let tentative = st.ledger.tentative(&st.base).package(&id);
-    let fin = st.base.package(&id);
+    let (tentative, fin, l1_height) = {
+        let st = gw.ledger();
+        (st.ledger.tentative(&st.base).package(&id), st.base.package(&id), st.base.height())
+    };
     let Some(view) = tentative.clone().or_else(|| fin.clone()) else {
         return Err(GwError::new(Kind::NotFound, "unknown_package", format!("no package {id}")).into());
     };
     let final_len = fin.as_ref().map_or(0, |p| p.history.len());
+    let keys: Vec<(Hash, u64)> = view.history.iter().take(final_len).map(|h| (h.session, h.seq)).collect();
+    let finality = gw.replica.index().finality_of(&keys).map_err(index_error)?;
     let history: Vec<Value> = view
         .history
         .iter()
         .enumerate()
         .map(|(i, h)| {
-            let finality = st.ledger.finality_of(&h.session, h.seq);
+            let finality = finality.get(i).and_then(Option::as_ref);
             json!({
                 "action": h.action,
                 "actor": h.actor,
@@ -411,13 +608,16 @@ async fn get_package(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> A
         "package_id": id,
         "tentative": tentative,
         "final": fin,
-        "l1_height": st.base.height(),
+        "l1_height": l1_height,
         "history": history,
     })))
 }
 
-async fn direct_step(State(gw): State<Arc<Shared>>, Body(direct): Body<DirectStep>) -> ApiResult<Json<Value>> {
+async fn direct_step(State(gw): State<Arc<Shared>>, peer: Peer, Body(direct): Body<DirectStep>) -> ApiResult<Json<Value>> {
     let started = Instant::now();
+    // L1 checks the signature; the gateway only counts the request.
+    let verified = VerifiedStep::check_memo(&direct.step, Some(&gw.sigs)).is_some();
+    admit_signed(&gw, &peer, direct.step.step.actor, verified)?;
     let tx = Tx::DirectStep(direct).encode();
     let hash = tx_hash(&tx);
     let mut blocks = gw.blocks.subscribe();

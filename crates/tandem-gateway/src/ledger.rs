@@ -118,6 +118,8 @@ pub struct StepRecord {
     pub log_pos: u64,
     /// Set once final on L1.
     pub finality: Option<Finality>,
+    /// The gateway's signed receipt, as answered.
+    pub receipt: Receipt,
 }
 
 #[derive(Clone, Debug)]
@@ -150,6 +152,10 @@ pub struct Session {
     locks: BTreeSet<String>,
     deps: BTreeSet<Hash>,
     inflight: Option<InFlight>,
+    /// A batch of it sent while a dependency was only in flight failed: it
+    /// is sent again only once every dependency is final, and a failure
+    /// then is real.
+    after_final_deps: bool,
 }
 
 impl Session {
@@ -167,6 +173,7 @@ impl Session {
             locks: BTreeSet::new(),
             deps: BTreeSet::new(),
             inflight: None,
+            after_final_deps: false,
         }
     }
 
@@ -320,11 +327,6 @@ pub struct Ledger {
     writer: BTreeMap<String, Hash>,
     finished: VecDeque<Hash>,
     pending_steps: usize,
-    /// Where each (session, seq) step this gateway saw finalized became
-    /// final: its own batches and anyone else's (direct steps, other
-    /// gateways). Bounded: the oldest entries go first.
-    finality_index: BTreeMap<(Hash, u64), Finality>,
-    finality_order: VecDeque<(Hash, u64)>,
     mismatches: u64,
     /// Records this ledger asked to be logged since it started: every
     /// decision that changes what a restart must rebuild (an open, a step, a
@@ -348,8 +350,6 @@ impl Ledger {
             writer: BTreeMap::new(),
             finished: VecDeque::new(),
             pending_steps: 0,
-            finality_index: BTreeMap::new(),
-            finality_order: VecDeque::new(),
             mismatches: 0,
             logged: 0,
         }
@@ -379,9 +379,27 @@ impl Ledger {
         self.sessions.get(id)
     }
 
-    /// Where a package's step became final, if this gateway saw it.
-    pub fn finality_of(&self, session: &Hash, seq: u64) -> Option<&Finality> {
-        self.finality_index.get(&(*session, seq))
+    /// What this gateway already answered to a step at the same session and
+    /// seq as `signed`, while it holds that session: `Ok` with the record
+    /// when `signed` is byte-identical to the accepted step (a re-send gets
+    /// the original answer), `Err(bad_sequence)` when another step took that
+    /// seq, `None` when it holds no step there.
+    pub fn prior_step(&self, signed: &SignedStep) -> Option<Result<&StepRecord, GwError>> {
+        let s = &signed.step;
+        let session = self.sessions.get(&s.session)?;
+        // Steps are held in seq order, consecutive.
+        let first = session.steps.first()?.signed.step.seq;
+        let rec = session.steps.get(usize::try_from(s.seq.checked_sub(first)?).ok()?)?;
+        debug_assert_eq!(rec.signed.step.seq, s.seq);
+        Some(if rec.signed == *signed {
+            Ok(rec)
+        } else {
+            Err(tandem_core::Rejection::new(
+                tandem_core::Code::BadSequence,
+                format!("seq {} of session {} was taken by another step", s.seq, s.session),
+            )
+            .into())
+        })
     }
 
     /// Steps accepted and not yet final.
@@ -477,10 +495,7 @@ impl Ledger {
         self.locks.insert(s.package_id.clone(), s.session);
         self.writer.insert(s.package_id.clone(), s.session);
         let outcome_hash = outcome.hash();
-        let receipt = Receipt::issue(
-            ReceiptBody { chain_id: self.chain_id.clone(), session: s.session, seq: s.seq, step: outcome.step, outcome: outcome_hash },
-            &self.key,
-        );
+        let receipt = issue_receipt(&self.chain_id, &self.key, s.session, s.seq, &outcome);
         let session = self.sessions.get_mut(&s.session).expect("checked above");
         if let Some(d) = dep {
             session.deps.insert(d);
@@ -494,6 +509,7 @@ impl Ledger {
             accepted_ms: now_ms,
             finality: None,
             log_pos: self.logged,
+            receipt: receipt.clone(),
         });
         self.order.push((s.session, s.seq));
         self.pending_steps += 1;
@@ -576,7 +592,13 @@ impl Ledger {
                 None => true,
                 Some(f) => now_ms.saturating_sub(f.sent_ms) >= self.config.resend_after_ms,
             })
-            .filter(|s| s.deps.iter().all(|d| self.dependency(d) != Dependency::Pending))
+            .filter(|s| {
+                s.deps.iter().all(|d| match self.dependency(d) {
+                    Dependency::Final => true,
+                    Dependency::InFlight => !s.after_final_deps,
+                    Dependency::Pending => false,
+                })
+            })
             .map(|s| s.id)
             .collect();
         let mut out = Vec::new();
@@ -586,8 +608,11 @@ impl Ledger {
             if let Some(f) = &session.inflight {
                 // Re-send the very same bytes: L1 recognises a repeat as a
                 // duplicate, and the mempool as already known.
+                // (The bytes differ when a block finalized part of the batch
+                // meanwhile: the re-send then starts after it, and is the
+                // one whose result counts.)
                 let (tx, last_seq) = build_batch(&self.chain_id, &self.key, session, f.last_seq);
-                session.inflight = Some(InFlight { tx_hash: f.tx_hash.clone(), last_seq, sent_ms: now_ms, optimistic });
+                session.inflight = Some(InFlight { tx_hash: tx_hash(&tx), last_seq, sent_ms: now_ms, optimistic });
                 out.push(Outgoing { session: id, tx_hash: tx_hash(&tx), tx, last_seq });
                 continue;
             }
@@ -665,13 +690,19 @@ impl Ledger {
                         continue;
                     }
                     let optimistic = self.sessions[session].inflight.as_ref().is_some_and(|f| f.optimistic);
-                    let waiting = self.sessions[session].deps.iter().any(|d| self.dependency(d) != Dependency::Final);
-                    if optimistic && waiting && rejection.code != tandem_core::Code::OutcomeMismatch {
-                        // Ahead of the session it builds on: send it again
-                        // once that one is final.
-                        tracing::debug!(session = %session, code = rejection.code.name(), "a batch landed before its dependency; re-sending");
+                    if optimistic && rejection.code != tandem_core::Code::OutcomeMismatch {
+                        // Sent while a session it builds on was in flight: it
+                        // may have landed ahead of it. Whether the dependency
+                        // is final now says nothing about where it stood in
+                        // this block (a stale copy of its batch, read as a
+                        // duplicate, marks it final from the state after the
+                        // whole block), so the failure is not judged here:
+                        // the batch goes again once every dependency is
+                        // final, and a failure then is real.
+                        tracing::debug!(session = %session, code = rejection.code.name(), "a batch sent ahead of its dependency failed; re-sending after it");
                         if let Some(s) = self.sessions.get_mut(session) {
                             s.inflight = None;
+                            s.after_final_deps = true;
                         }
                         continue;
                     }
@@ -697,14 +728,6 @@ impl Ledger {
                 TxResult::Committed { .. } | TxResult::Direct { .. } | TxResult::Admin | TxResult::Rejected { .. } => {
                     // Another gateway's or a direct transaction: it may have
                     // changed what our pending steps read.
-                    let fin = Finality { height: block.height, tx_hash: hash.clone(), seen_ms: now_ms };
-                    match result {
-                        TxResult::Committed { session, first_seq, last_seq, .. } => {
-                            self.index_finality(*session, *first_seq, *last_seq, &fin)
-                        }
-                        TxResult::Direct { session, seq, .. } => self.index_finality(*session, *seq, *seq, &fin),
-                        _ => {}
-                    }
                     if result.code() == 0 {
                         foreign = true;
                     }
@@ -723,29 +746,11 @@ impl Ledger {
         events
     }
 
-    fn index_finality(&mut self, session: Hash, first: u64, last: u64, fin: &Finality) {
-        for seq in first..=last {
-            if self.finality_index.insert((session, seq), fin.clone()).is_none() {
-                self.finality_order.push_back((session, seq));
-            }
-        }
-        let max = self.config.finished_kept.saturating_mul(64).max(1024);
-        while self.finality_order.len() > max {
-            if let Some(k) = self.finality_order.pop_front() {
-                self.finality_index.remove(&k);
-            }
-        }
-    }
-
     fn is_live(&self, id: &Hash) -> bool {
         self.sessions.get(id).is_some_and(|s| s.live())
     }
 
     fn mark_final(&mut self, id: &Hash, first: u64, last: u64, fin: &Finality, events: &mut Vec<Event>) {
-        if !self.sessions.contains_key(id) {
-            return;
-        }
-        self.index_finality(*id, first, last, fin);
         let Some(session) = self.sessions.get_mut(id) else {
             return;
         };
@@ -932,12 +937,14 @@ impl Ledger {
                                     session.deps.insert(d);
                                 }
                                 session.locks.insert(p.clone());
+                                let receipt = issue_receipt(&chain_id, &self.key, id, seq, &o);
                                 session.steps.push(StepRecord {
                                     signed: step,
                                     outcome: o,
                                     accepted_ms: now_ms,
                                     finality: None,
                                     log_pos: 0,
+                                    receipt,
                                 });
                                 self.locks.insert(p.clone(), id);
                                 self.writer.insert(p, id);
@@ -1001,6 +1008,13 @@ pub enum WalRecord {
     },
     /// A session was closed for steps.
     Commit(Hash),
+}
+
+/// The gateway's receipt for an accepted step. Ed25519 signing is
+/// deterministic, so issuing it again for the same step and outcome gives the
+/// same bytes: what a re-sent step is answered with.
+pub fn issue_receipt(chain_id: &str, key: &SecretKey, session: Hash, seq: u64, outcome: &Outcome) -> Receipt {
+    Receipt::issue(ReceiptBody { chain_id: chain_id.to_string(), session, seq, step: outcome.step, outcome: outcome.hash() }, key)
 }
 
 /// The batch for `session`'s steps from its last final one up to `upto`.

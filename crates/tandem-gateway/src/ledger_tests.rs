@@ -369,3 +369,25 @@ fn a_session_whose_steps_became_final_before_its_commit_finalizes_on_commit() {
     assert!(l.batches_to_send(TIME_MS, u64::MAX).is_empty(), "nothing left to send");
     l.audit().expect("consistent");
 }
+
+/// A re-sent step is answered with a receipt issued again; that is the
+/// original only because Ed25519 signing is deterministic: the same body
+/// and key give the same bytes.
+#[test]
+fn a_receipt_issued_again_is_byte_identical_and_a_resend_finds_the_original_step() {
+    let mut w = World::new(LedgerConfig::default());
+    let sup = w.cast.supplier.clone();
+    let s = w.open(&sup, 1);
+    let accepted = w.step(&sup, s, 1, "P", register(&sup, "P")).expect("register");
+    let again = issue_receipt(CHAIN_ID, &w.cast.gateway, s, 1, &accepted.outcome);
+    assert_eq!(borsh::to_vec(&again).expect("encode"), borsh::to_vec(&accepted.receipt).expect("encode"));
+    assert!(again.verify());
+
+    let same: SignedStep = step(&sup, s, 1, "P", register(&sup, "P"));
+    let rec = w.ledger.prior_step(&same).expect("held").expect("the same step");
+    assert_eq!(rec.receipt, accepted.receipt);
+    let other: SignedStep = step(&sup, s, 1, "Q", register(&sup, "Q"));
+    let e = w.ledger.prior_step(&other).expect("held").expect_err("another step at seq 1");
+    assert_eq!((e.kind, e.code), (Kind::Conflict, "bad_sequence"));
+    assert!(w.ledger.prior_step(&step(&sup, s, 2, "Q", register(&sup, "Q"))).is_none(), "nothing at seq 2");
+}

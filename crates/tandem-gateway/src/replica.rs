@@ -16,6 +16,7 @@ use tandem_core::SigMemo;
 use tandem_rpc::L1Block;
 use tandem_state::{Snapshot, Storage};
 
+use crate::finality::{entries, FinalityIndex, IndexError};
 use crate::ledger::{tx_hash, ReplayedBlock};
 
 /// Why a block could not be replayed.
@@ -46,6 +47,9 @@ pub enum ReplicaError {
     /// The block is for another chain.
     #[error("block is for chain {0:?}")]
     WrongChain(String),
+    /// The finality index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
 }
 
 /// The replica.
@@ -56,6 +60,9 @@ pub struct Replica {
     /// Signatures the gateway verified at intake: its own batches replay
     /// without verifying them again.
     sigs: Arc<SigMemo>,
+    /// Where each replayed step became final, written before the block is
+    /// committed here (see [`crate::finality`]).
+    index: FinalityIndex,
 }
 
 impl Replica {
@@ -64,9 +71,10 @@ impl Replica {
     pub fn open(dir: &Path, chain_id: &str, genesis: &Genesis, sigs: Arc<SigMemo>) -> anyhow::Result<Replica> {
         std::fs::create_dir_all(dir)?;
         let storage = Storage::open(&dir.join("replica.redb"))?;
+        let index = FinalityIndex::open(&dir.join("finality.redb"))?;
         let mut overlay = Overlay::new(std::collections::BTreeMap::<Vec<u8>, Vec<u8>>::new());
         genesis.apply(chain_id, &mut overlay)?;
-        Ok(Replica { storage, chain_id: chain_id.to_string(), genesis: overlay.into_writes(), sigs })
+        Ok(Replica { storage, chain_id: chain_id.to_string(), genesis: overlay.into_writes(), sigs, index })
     }
 
     /// Last replayed height.
@@ -79,9 +87,16 @@ impl Replica {
         self.storage.snapshot()
     }
 
+    /// The finality index of every step replayed so far.
+    pub fn index(&self) -> &FinalityIndex {
+        &self.index
+    }
+
     /// Replay the next block. Checks the app hash the block's header carries
-    /// for the previous height against ours before applying.
-    pub fn apply(&self, block: &L1Block) -> Result<ReplayedBlock, ReplicaError> {
+    /// for the previous height against ours before applying. The finalized
+    /// steps go into the finality index before the block is committed, so
+    /// the index never lags the replica; `now_ms` is the gateway's clock.
+    pub fn apply(&self, block: &L1Block, now_ms: u64) -> Result<ReplayedBlock, ReplicaError> {
         let expected = self.storage.height() + 1;
         if block.height != expected {
             return Err(ReplicaError::OutOfOrder { expected, got: block.height });
@@ -102,7 +117,9 @@ impl Replica {
         let snapshot = self.storage.snapshot();
         let result = execute_block(&snapshot, &ctx, preload, &block.txs);
         let pending = self.storage.prepare(block.height, &result.writes)?;
+        let results: Vec<_> = block.txs.iter().map(|t| tx_hash(t)).zip(result.results).collect();
+        self.index.record(&entries(block.height, now_ms, &block.txs, &results))?;
         self.storage.commit(pending)?;
-        Ok(ReplayedBlock { height: block.height, results: block.txs.iter().map(|t| tx_hash(t)).zip(result.results).collect() })
+        Ok(ReplayedBlock { height: block.height, results })
     }
 }

@@ -26,6 +26,7 @@ use tandem_wal::{Wal, WalConfig};
 use tokio::sync::broadcast;
 
 use crate::ledger::{Event, Ledger, LedgerConfig, ReplayedBlock, SessionStatus, WalRecord};
+use crate::limit::{RateClock, RateLimits};
 use crate::metrics::Metrics;
 use crate::replica::{Replica, ReplicaError};
 
@@ -40,10 +41,13 @@ pub struct GatewayConfig {
     pub ledger: LedgerConfig,
     /// Largest request body, in bytes.
     pub body_bytes_max: usize,
-    /// Sustained requests per second the gateway admits (token bucket).
+    /// Sustained requests per second the gateway admits from one client
+    /// (a signing key, or a peer address for unsigned requests).
     pub rate_per_s: u32,
-    /// Burst the token bucket allows.
+    /// Burst one client may send above the sustained rate.
     pub rate_burst: u32,
+    /// The rate limiter's clock (a manual one makes tests deterministic).
+    pub rate_clock: RateClock,
     /// How often auto-commits and batch sends are considered.
     pub tick: Duration,
     /// How long a direct L1 step may wait for its block.
@@ -66,6 +70,7 @@ impl GatewayConfig {
             body_bytes_max: 256 * 1024,
             rate_per_s: 20_000,
             rate_burst: 40_000,
+            rate_clock: RateClock::default(),
             tick: Duration::from_millis(10),
             l1_step_timeout: Duration::from_secs(30),
             wal_compact_bytes: 64 * 1024 * 1024,
@@ -109,8 +114,8 @@ pub struct Shared {
     pub diverged: AtomicBool,
     /// Set while L1 does not answer.
     pub l1_down: AtomicBool,
-    /// Token bucket for the request rate limit.
-    pub limiter: Mutex<crate::api::TokenBucket>,
+    /// Per-client request rate limits.
+    pub limits: RateLimits,
     /// Chain id.
     pub chain_id: String,
     /// When the gateway started.
@@ -122,6 +127,9 @@ pub struct Shared {
 /// Batches broadcast at once by one ticker round. Enough to keep CometBFT's
 /// mempool fed without opening a connection per session.
 const BROADCASTS_IN_FLIGHT_MAX: usize = 16;
+
+/// How often clients idle in the rate limiter are forgotten.
+const LIMITS_SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Milliseconds since the Unix epoch: the gateway's estimate of block time.
 pub fn now_ms() -> u64 {
@@ -217,7 +225,7 @@ impl Gateway {
         let (events, _) = broadcast::channel(4096);
         let (blocks, _) = broadcast::channel(256);
         let shared = Arc::new(Shared {
-            limiter: Mutex::new(crate::api::TokenBucket::new(config.rate_per_s, config.rate_burst)),
+            limits: RateLimits::new(config.rate_per_s, config.rate_burst, config.rate_clock.clone()),
             state: Mutex::new(LedgerState { ledger, base: replica.snapshot() }),
             config,
             wal,
@@ -273,7 +281,7 @@ async fn catch_up(shared: &Arc<Shared>) -> Result<(), L1Error> {
         let next = shared.replica.height() + 1;
         let block = shared.l1.block(next).await?;
         let s = shared.clone();
-        let replayed = tokio::task::spawn_blocking(move || s.replica.apply(&block)).await.expect("replay task");
+        let replayed = tokio::task::spawn_blocking(move || s.replica.apply(&block, now_ms())).await.expect("replay task");
         match replayed {
             Ok(replayed) => take_block(shared, replayed),
             Err(ReplicaError::Diverged { height, ours, theirs }) => {
@@ -351,6 +359,7 @@ async fn tick(shared: Arc<Shared>) {
     let mut interval = tokio::time::interval(shared.config.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut backoff_until: Option<Instant> = None;
+    let mut limits_swept = Instant::now();
     loop {
         tokio::select! {
             _ = interval.tick() => {}
@@ -421,6 +430,11 @@ async fn tick(shared: Arc<Shared>) {
             }
         }
         backoff_until = failed.then(|| Instant::now() + Duration::from_millis(250));
+        if limits_swept.elapsed() >= LIMITS_SWEEP_EVERY {
+            // Bounds the limiter's memory (see `crate::limit`).
+            shared.limits.forget_idle();
+            limits_swept = Instant::now();
+        }
         if shared.wal.stats().file_len > shared.config.wal_compact_bytes {
             if let Err(e) = compact(&shared).await {
                 tracing::error!(error = %e, "WAL compaction failed");

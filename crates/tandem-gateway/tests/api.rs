@@ -8,6 +8,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -19,6 +20,7 @@ use tandem_core::model::Package;
 use tandem_core::state::StateRead as _;
 use tandem_core::testkit::{label, qc, register, scan, validate, CHAIN_ID};
 use tandem_core::{Hash, Outcome};
+use tandem_gateway::limit::{FakeRelativeClock, RateClock};
 use tandem_rpc::L1 as _;
 use tower::ServiceExt as _;
 
@@ -28,6 +30,7 @@ const ROUTES: &[&str] = &[
     "/v1/sessions/{id}/steps",
     "/v1/sessions/{id}/commit",
     "/v1/sessions/{id}",
+    "/v1/sessions/{id}/steps/{seq}",
     "/v1/packages/{id}",
     "/v1/l1/steps",
     "/v1/events",
@@ -63,8 +66,10 @@ async fn open_session_answers_201_and_every_refusal_with_its_code() {
     assert_eq!(s["final_seq"], 0);
     assert_eq!(s["steps"], json!([]));
 
-    // The same request again.
-    h.post("/v1/sessions", &open).await.assert_error(409, "session_exists");
+    // The same request again (its answer was lost): the original answer.
+    let again = h.post("/v1/sessions", &open).await;
+    assert_eq!(again.status, StatusCode::CREATED, "{again:?}");
+    assert_eq!(again.json, a.json);
 
     // Signed, then changed.
     let mut forged = h.open_req(&c.operator, 2);
@@ -338,12 +343,17 @@ async fn a_session_this_gateway_forgot_is_answered_from_l1() {
     assert_eq!(h.commit(b).await.status, StatusCode::ACCEPTED);
     h.wait_state(b, "finalized", true).await;
 
-    // Only one finished session is kept: `a` is known from L1 alone now.
+    // Only one finished session is kept: `a` is known from L1 and the
+    // finality index alone now.
     let v = h.session(a).await;
     assert_eq!(v["status"]["state"], "finalized");
     assert_eq!(v["owner"], c.supplier.public().to_hex());
     assert_eq!(v["final_seq"], 1);
-    assert_eq!(v["steps"], json!([]));
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{v}");
+    assert_eq!(steps[0]["state"], "final");
+    assert!(steps[0]["finality"]["height"].is_u64(), "{v}");
+    assert!(steps[0]["receipt"]["signature"].is_string(), "this gateway's batch carried it: {v}");
     assert!(v["note"].is_string(), "{v}");
     assert_eq!(h.session(b).await["steps"].as_array().unwrap().len(), 1);
     // Committing it again is a no-op that says it is final.
@@ -351,6 +361,119 @@ async fn a_session_this_gateway_forgot_is_answered_from_l1() {
     assert_eq!(again.status.as_u16(), 202, "{again:?}");
     assert_eq!(again.json["status"]["state"], "finalized");
     h.commit(tandem_core::Hash([0x5a; 32])).await.assert_error(404, "unknown_session");
+}
+
+/// Steps finalized before a restart keep where they became final: the
+/// finality index is durable.
+#[tokio::test]
+async fn steps_finalized_before_a_restart_keep_their_height_and_tx_hash() {
+    let h = Harness::start(|_| {}).await;
+    let c = &h.cast;
+    let s = h.open(&c.supplier, 1).await;
+    h.ok_step(&step(&c.supplier, s, 1, "P", register(&c.supplier, "P"))).await;
+    h.ok_step(&step(&c.supplier, s, 2, "Q", register(&c.supplier, "Q"))).await;
+    assert_eq!(h.commit(s).await.status, StatusCode::ACCEPTED);
+    let before = h.wait_state(s, "finalized", true).await;
+    let package_before = h.get("/v1/packages/P").await.json;
+    assert!(package_before["history"][0]["l1_height"].is_u64(), "{package_before}");
+
+    let h = h.restart().await;
+    let after = h.session(s).await;
+    assert_eq!(after["status"]["state"], "finalized");
+    let (b, a) = (before["steps"].as_array().unwrap(), after["steps"].as_array().unwrap());
+    assert_eq!(a.len(), 2, "{after}");
+    for (b, a) in b.iter().zip(a) {
+        assert_eq!(a["seq"], b["seq"]);
+        assert_eq!(a["state"], "final", "{a}");
+        assert_eq!(a["finality"]["height"], b["finality"]["height"], "{a}");
+        assert_eq!(a["finality"]["tx_hash"], b["finality"]["tx_hash"], "{a}");
+        assert_eq!(a["outcome_hash"], b["outcome_hash"]);
+        assert_eq!(a["receipt"], b["receipt"], "the receipt, issued again, is the same bytes");
+    }
+    let package_after = h.get("/v1/packages/P").await.json;
+    assert_eq!(package_after["history"], package_before["history"]);
+    assert_eq!(package_after["history"][0]["state"], "final");
+}
+
+/// A client whose answer was lost re-sends the very same signed step (or
+/// open): it gets the original answer and receipt while the step is
+/// pending, once final, once the session is forgotten, and after a restart;
+/// another step at a taken seq stays `bad_sequence`.
+#[tokio::test]
+async fn a_resent_step_gets_its_original_answer_and_receipt_until_after_a_restart() {
+    let h = Harness::start(|c| c.ledger.finished_kept = 1).await;
+    let c = &h.cast;
+    let open = h.open_req(&c.supplier, 1);
+    let s = open.open.session_id();
+    assert_eq!(h.post("/v1/sessions", &open).await.status, StatusCode::CREATED);
+    let first = step(&c.supplier, s, 1, "P", register(&c.supplier, "P"));
+    let original = h.ok_step(&first).await;
+    let receipt: Receipt = serde_json::from_value(original["receipt"].clone()).unwrap();
+    assert!(receipt.verify());
+    let other = step(&c.supplier, s, 1, "Q", register(&c.supplier, "Q"));
+    let same_answer = |a: &Value, when: &str| {
+        for field in ["session", "seq", "outcome", "outcome_hash", "receipt"] {
+            assert_eq!(a[field], original[field], "{field} {when}: {a}");
+        }
+    };
+    let step1 = format!("/v1/sessions/{s}/steps/1");
+
+    // Pending.
+    same_answer(&h.ok_step(&first).await, "while pending");
+    assert_eq!(h.ok_step(&first).await["package"], original["package"]);
+    h.step(&other).await.assert_error(409, "bad_sequence");
+    let a = h.post("/v1/sessions", &open).await;
+    assert_eq!(a.status, StatusCode::CREATED, "a re-sent open: {a:?}");
+    assert_eq!(a.json["session_id"], s.to_hex());
+    let got = h.get(&step1).await;
+    assert_eq!(got.status, StatusCode::OK, "{got:?}");
+    assert_eq!(got.json["receipt"], original["receipt"]);
+    assert_eq!(got.json["step"], serde_json::to_value(&first).unwrap());
+    assert_eq!(got.json["state"], "tentative");
+    assert_eq!(h.session(s).await["steps"][0]["receipt"], original["receipt"]);
+
+    // Final.
+    assert_eq!(h.commit(s).await.status, StatusCode::ACCEPTED);
+    h.wait_state(s, "finalized", true).await;
+    same_answer(&h.ok_step(&first).await, "once final");
+    h.step(&other).await.assert_error(409, "bad_sequence");
+    let got = h.get(&step1).await.json;
+    assert_eq!(got["state"], "final");
+    assert!(got["finality"]["height"].is_u64(), "{got}");
+
+    // Forgotten: another finished session pushes it out of memory.
+    let b = h.open(&c.supplier, 2).await;
+    h.ok_step(&step(&c.supplier, b, 1, "B", register(&c.supplier, "B"))).await;
+    assert_eq!(h.commit(b).await.status, StatusCode::ACCEPTED);
+    h.wait_state(b, "finalized", true).await;
+    assert!(h.session(s).await["note"].is_string(), "the session left memory");
+    same_answer(&h.ok_step(&first).await, "once forgotten");
+    h.step(&other).await.assert_error(409, "bad_sequence");
+    assert_eq!(h.post("/v1/sessions", &open).await.status, StatusCode::CREATED);
+
+    // A session still open across the restart, with a pending step.
+    let open_c = h.open_req(&c.supplier, 3);
+    let live = open_c.open.session_id();
+    assert_eq!(h.post("/v1/sessions", &open_c).await.status, StatusCode::CREATED);
+    let pending = step(&c.supplier, live, 1, "C", register(&c.supplier, "C"));
+    let pending_answer = h.ok_step(&pending).await;
+
+    let h = h.restart().await;
+    same_answer(&h.ok_step(&first).await, "after a restart");
+    h.step(&other).await.assert_error(409, "bad_sequence");
+    let got = h.get(&step1).await;
+    assert_eq!(got.status, StatusCode::OK, "{got:?}");
+    assert_eq!(got.json["receipt"], original["receipt"]);
+    assert_eq!(got.json["state"], "final");
+    assert_eq!(h.session(s).await["steps"][0]["receipt"], original["receipt"]);
+    let again = h.ok_step(&pending).await;
+    assert_eq!(again["receipt"], pending_answer["receipt"], "a step pending across the restart");
+    assert_eq!(again["outcome_hash"], pending_answer["outcome_hash"]);
+    assert_eq!(h.post("/v1/sessions", &open_c).await.status, StatusCode::CREATED);
+
+    // Unknown steps.
+    h.get(&format!("/v1/sessions/{s}/steps/9")).await.assert_error(404, "unknown_step");
+    h.get(&format!("/v1/sessions/{s}/steps/x")).await.assert_error(400, "malformed");
 }
 
 #[tokio::test]
@@ -462,6 +585,7 @@ async fn the_rate_limit_answers_429_past_the_burst() {
     let h = Harness::start(|c| {
         c.rate_per_s = 1;
         c.rate_burst = 3;
+        c.rate_clock = RateClock::Manual(FakeRelativeClock::default());
     })
     .await;
     for _ in 0..3 {
@@ -469,11 +593,74 @@ async fn the_rate_limit_answers_429_past_the_burst() {
     }
     let a = h.get("/v1/status").await;
     a.assert_error(429, "rate_limited");
-    // Every /v1 route is limited; health, metrics and the document are not.
-    h.post("/v1/sessions", &h.open_req(&h.cast.operator, 1)).await.assert_error(429, "rate_limited");
+    assert_eq!(a.retry_after.as_deref(), Some("1"), "{a:?}");
+    // Every unsigned /v1 route is limited; health, metrics and the document
+    // are not.
+    h.commit(Hash([1; 32])).await.assert_error(429, "rate_limited");
     assert_eq!(h.get("/healthz").await.status, StatusCode::OK);
     assert_eq!(h.get("/metrics").await.status, StatusCode::OK);
     assert_eq!(h.get("/openapi.json").await.status, StatusCode::OK);
+}
+
+/// One noisy client is refused while the others are served: unsigned
+/// requests count per peer address, signed ones per signing key.
+#[tokio::test]
+async fn one_noisy_client_gets_429_with_retry_after_while_another_is_served() {
+    let time = FakeRelativeClock::default();
+    let h = Harness::start(|c| {
+        c.rate_per_s = 2;
+        c.rate_burst = 4;
+        c.rate_clock = RateClock::Manual(time.clone());
+    })
+    .await;
+    let c = &h.cast;
+    let noisy: SocketAddr = "127.0.75.1:40000".parse().unwrap();
+    let quiet: SocketAddr = "127.0.75.2:40000".parse().unwrap();
+    let get = |peer| h.request_from(Some(peer), "GET", "/v1/status", None, Vec::new());
+
+    for _ in 0..4 {
+        assert_eq!(get(noisy).await.status, StatusCode::OK);
+    }
+    let refused = get(noisy).await;
+    refused.assert_error(429, "rate_limited");
+    assert_eq!(refused.retry_after.as_deref(), Some("1"), "half a second, rounded up: {refused:?}");
+    // The same address on another port is the same client.
+    let other_port: SocketAddr = "127.0.75.1:40001".parse().unwrap();
+    get(other_port).await.assert_error(429, "rate_limited");
+    assert_eq!(get(quiet).await.status, StatusCode::OK, "another peer is served");
+
+    // Signed requests count against their signer, whatever the address: the
+    // noisy peer's steps are taken, until the supplier's own allowance is spent.
+    let open = h.open_req(&c.supplier, 1);
+    let s = open.open.session_id();
+    let a = h.post_from(noisy, "/v1/sessions", &open).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{a:?}");
+    for seq in 1..=3 {
+        let st = step(&c.supplier, s, seq, &format!("P{seq}"), register(&c.supplier, &format!("P{seq}")));
+        let a = h.post_from(noisy, &format!("/v1/sessions/{s}/steps"), &st).await;
+        assert_eq!(a.status, StatusCode::OK, "{a:?}");
+    }
+    let st = step(&c.supplier, s, 4, "P4", register(&c.supplier, "P4"));
+    let refused = h.post_from(quiet, &format!("/v1/sessions/{s}/steps"), &st).await;
+    refused.assert_error(429, "rate_limited");
+    assert!(refused.retry_after.is_some(), "{refused:?}");
+    // The operator, from the same noisy address, is served.
+    let op = h.open_req(&c.operator, 1);
+    let a = h.post_from(noisy, "/v1/sessions", &op).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{a:?}");
+
+    // A forged signature counts against the address it came from.
+    let mut forged = step(&c.operator, op.open.session_id(), 1, "P1", scan());
+    forged.step.package_id = "P2".into();
+    h.post_from(noisy, &format!("/v1/sessions/{}/steps", op.open.session_id()), &forged).await.assert_error(429, "rate_limited");
+    h.post_from(quiet, &format!("/v1/sessions/{}/steps", op.open.session_id()), &forged).await.assert_error(401, "bad_signature");
+
+    // Half a second later the noisy peer has one request again.
+    time.advance(Duration::from_millis(500));
+    assert_eq!(get(noisy).await.status, StatusCode::OK);
+    get(noisy).await.assert_error(429, "rate_limited");
+    let a = h.post_from(noisy, &format!("/v1/sessions/{s}/steps"), &st).await;
+    assert_eq!(a.status, StatusCode::OK, "the supplier has one request again: {a:?}");
 }
 
 // --------------------------------------------------------- direct L1 steps
@@ -747,6 +934,7 @@ async fn the_openapi_document_describes_every_route() {
         "session_rejected",
         "unknown_session",
         "unknown_package",
+        "unknown_step",
         "malformed",
         "body_too_large",
         "rate_limited",

@@ -373,7 +373,20 @@ impl Sim {
             }
             results.push((tx_hash(tx), r));
         }
-        self.log(|| format!("block {} with {} txs", self.height, results.len()));
+        self.log(|| {
+            let what: Vec<String> = results
+                .iter()
+                .map(|(_, r)| match r {
+                    TxResult::Committed { session, first_seq, last_seq, .. } => format!("{session:.8}#{first_seq}-{last_seq} ok"),
+                    TxResult::Rejected { session, index, rejection } => {
+                        format!("{:.8} rejected at {index:?}: {}", session.map(|s| s.to_hex()).unwrap_or_default(), rejection.code.name())
+                    }
+                    TxResult::Direct { session, seq, .. } => format!("direct {session:.8}#{seq}"),
+                    TxResult::Admin => "admin".into(),
+                })
+                .collect();
+            format!("block {} with {} txs: {what:?}", self.height, results.len())
+        });
         let block = ReplayedBlock { height: self.height, results };
         for e in self.ledger.on_block(&self.base, &block, self.now) {
             if let tandem_gateway::ledger::Event::SessionRejected { session, code, .. } = e {

@@ -7,11 +7,13 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt as _;
@@ -44,6 +46,8 @@ pub struct Answer {
     pub json: Value,
     pub text: String,
     pub content_type: String,
+    /// The `Retry-After` header, when there is one.
+    pub retry_after: Option<String>,
 }
 
 impl Answer {
@@ -84,19 +88,62 @@ impl Harness {
         self.l1.produce_block(t).height
     }
 
+    /// Stop this gateway (every handle to it dropped) and start a new one
+    /// on the same data folder and the same L1, as a restarted process
+    /// would.
+    pub async fn restart(self) -> Harness {
+        let Harness { cast, l1, gw, app, last_block_ms, _dir } = self;
+        let config = gw.shared.config.clone();
+        let shared = Arc::downgrade(&gw.shared);
+        drop(app);
+        drop(gw);
+        // The aborted tasks drop their handles on their next polls.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while shared.upgrade().is_some() {
+            assert!(tokio::time::Instant::now() < deadline, "the gateway's tasks did not stop");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let gw = Gateway::start(config, l1.clone()).await.expect("gateway restarts");
+        let app = api::router(gw.shared.clone());
+        Harness { cast, l1, gw, app, last_block_ms, _dir }
+    }
+
     pub async fn request(&self, method: &str, uri: &str, content_type: Option<&str>, body: Vec<u8>) -> Answer {
+        self.request_from(None, method, uri, content_type, body).await
+    }
+
+    /// A request from the peer address `peer` (as `axum::serve` with connect
+    /// info passes it), or from no known address.
+    pub async fn request_from(
+        &self,
+        peer: Option<SocketAddr>,
+        method: &str,
+        uri: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Answer {
         let mut req = Request::builder().method(method).uri(uri);
         if let Some(ct) = content_type {
             req = req.header(header::CONTENT_TYPE, ct);
         }
-        let resp = self.app.clone().oneshot(req.body(Body::from(body)).expect("request")).await.expect("infallible");
+        let mut req = req.body(Body::from(body)).expect("request");
+        if let Some(peer) = peer {
+            req.extensions_mut().insert(ConnectInfo(peer));
+        }
+        let resp = self.app.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
+        let retry_after = resp.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
         let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         let bytes =
             tokio::time::timeout(WAIT, resp.into_body().collect()).await.expect("the body arrives in time").expect("body").to_bytes();
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Answer { status, json, text, content_type }
+        Answer { status, json, text, content_type, retry_after }
+    }
+
+    /// POST JSON from the peer address `peer`.
+    pub async fn post_from(&self, peer: SocketAddr, uri: &str, body: &impl serde::Serialize) -> Answer {
+        self.request_from(Some(peer), "POST", uri, Some("application/json"), serde_json::to_vec(body).expect("json")).await
     }
 
     pub async fn get(&self, uri: &str) -> Answer {
