@@ -492,6 +492,14 @@ pub fn apply_direct(state: &mut impl KvWrite, ctx: &Ctx<'_>, direct: &DirectStep
     Ok(outcome)
 }
 
+/// A key about to be registered must be able to sign.
+fn check_key(key: &PublicKey) -> Result<(), Rejection> {
+    match key.weakness() {
+        Some(why) => reject(Code::WeakKey, format!("key {key} {why}")),
+        None => Ok(()),
+    }
+}
+
 /// Decide an administrator's transaction.
 pub fn apply_admin(state: &mut impl KvWrite, ctx: &Ctx<'_>, signed: &SignedAdmin) -> Result<(), Rejection> {
     let body = &signed.body;
@@ -512,6 +520,7 @@ pub fn apply_admin(state: &mut impl KvWrite, ctx: &Ctx<'_>, signed: &SignedAdmin
     match &body.op {
         AdminOp::RegisterActor { key, name, role } => {
             check_text("name", name, NAME_BYTES_MAX, false)?;
+            check_key(key)?;
             if state.actor(key).is_some() || state.gateway(key).is_some() {
                 return reject(Code::KeyExists, format!("{key} is registered already"));
             }
@@ -526,10 +535,11 @@ pub fn apply_admin(state: &mut impl KvWrite, ctx: &Ctx<'_>, signed: &SignedAdmin
         }
         AdminOp::RegisterGateway { key, name } => {
             check_text("name", name, NAME_BYTES_MAX, false)?;
+            check_key(key)?;
             if state.actor(key).is_some() || state.gateway(key).is_some() {
                 return reject(Code::KeyExists, format!("{key} is registered already"));
             }
-            state.put_gateway(&Gateway { key: *key, name: name.clone(), active: true, misbehaviours: 0 });
+            state.put_gateway(&Gateway::new(*key, name.clone()));
         }
         AdminOp::RevokeGateway { key } => {
             let Some(mut gateway) = state.gateway(key) else {
@@ -570,7 +580,7 @@ pub enum TxResult {
     /// An administrator's change committed.
     Admin,
     /// Refused; nothing changed (except the misbehaviour count of a gateway
-    /// whose claimed outcome was contradicted).
+    /// whose batch proves a fault, see [`gateway_fault`]).
     Rejected {
         /// The session, when the transaction named one.
         session: Option<Hash>,
@@ -638,6 +648,75 @@ pub fn check_stateless(bytes: &[u8], memo: Option<&SigMemo>) -> Result<Tx, Rejec
     Ok(tx)
 }
 
+/// The misbehaviour a refused batch proves against its gateway, if any.
+///
+/// Only what the gateway's signature binds it to counts, decided from the
+/// batch and facts of the committed state that never change once written (an
+/// actor's registration and role, a session's owner and gateway, how far a
+/// session is final), never from what a concurrent transaction may have
+/// changed since the gateway decided. So a fault is counted only when:
+///
+/// - the batch is for this chain and its signature verifies under its
+///   gateway's key (anyone can send bytes naming a gateway; only the gateway
+///   can sign them), and
+/// - its code is one an honest gateway, which runs this same engine on a
+///   state that differs from L1's only by transactions that came later, can
+///   never earn: a step that does not verify or belongs to another session
+///   or chain (forged, misrouted), a seq that is not the next one after a
+///   non-duplicate start (steps dropped or reordered: an honest gateway
+///   starts where L1's state is final and never goes past it), an actor who
+///   does not own the session, is not registered or has a role the workflow
+///   refuses, a payload the workflow refuses whatever the state, a
+///   malformed batch, an open request that is forged, misaddressed or
+///   already used, a session of another gateway, and a claimed outcome
+///   replaying contradicts.
+///
+/// Innocent refusals are never counted: `duplicate` (a re-send after
+/// finality), `stale_time` (a batch delayed past the time window),
+/// `actor_revoked`, `gateway_revoked`, and every code that depends on a
+/// package's state (`unknown_package`, `wrong_stage`, …), which a direct step
+/// or a dependent batch landing before its dependency can earn.
+pub fn gateway_fault(ctx: &Ctx<'_>, batch: &SessionBatch, refused: &BatchRejection) -> Option<Code> {
+    let code = refused.rejection.code;
+    let provable = match refused.index {
+        // The batch as a whole, or its open request.
+        None => matches!(
+            code,
+            Code::BadBatch
+                | Code::WrongChain
+                | Code::BadSignature
+                | Code::UnknownActor
+                | Code::RoleDenied
+                | Code::WrongSession
+                | Code::SessionExists
+                | Code::UnknownSession
+                | Code::GatewayMismatch
+        ),
+        // One of its steps.
+        Some(_) => matches!(
+            code,
+            Code::WrongSession
+                | Code::WrongChain
+                | Code::NotSessionOwner
+                | Code::BadSequence
+                | Code::SessionFull
+                | Code::UnknownActor
+                | Code::BadSignature
+                | Code::InvalidPayload
+                | Code::UnknownAction
+                | Code::RoleDenied
+                | Code::QcIssuesRequired
+                | Code::OutcomeMismatch
+        ),
+    };
+    // The chain and signature checks also tell a refusal of the batch's own
+    // chain or signature (not the gateway's doing) from one of its open
+    // request's (the gateway's, as it signed the batch that carries it).
+    let body = &batch.body;
+    let signed = provable && body.chain_id == ctx.chain_id && body.gateway.verify_memo(Domain::Batch, body, &batch.signature, ctx.sigs);
+    signed.then_some(code)
+}
+
 /// Execute transaction bytes against `state`: decode, dispatch, and account
 /// gateway misbehaviour. Deterministic in (state, ctx, bytes).
 pub fn execute(state: &mut impl KvWrite, ctx: &Ctx<'_>, bytes: &[u8]) -> TxResult {
@@ -653,15 +732,16 @@ pub fn execute(state: &mut impl KvWrite, ctx: &Ctx<'_>, bytes: &[u8]) -> TxResul
                 last_seq: batch.body.steps.last().map_or(0, |s| s.step.seq),
                 outcomes,
             },
-            Err(BatchRejection { index, rejection }) => {
-                if rejection.code == Code::OutcomeMismatch {
-                    // Evidence against the gateway, kept on chain: it signed a
-                    // prediction that every honest replica contradicts.
+            Err(refused) => {
+                if let Some(code) = gateway_fault(ctx, &batch, &refused) {
+                    // Evidence against the gateway, kept on chain: it signed
+                    // a batch that no honest gateway builds.
                     if let Some(mut g) = state.gateway(&batch.body.gateway) {
-                        g.misbehaviours += 1;
+                        g.record_fault(code);
                         state.put_gateway(&g);
                     }
                 }
+                let BatchRejection { index, rejection } = refused;
                 TxResult::Rejected { session: Some(batch.body.session), index, rejection }
             }
         },

@@ -174,6 +174,19 @@ impl PublicKey {
         ok
     }
 
+    /// Why this key can never be a signer, if it cannot: it is not a curve
+    /// point, or it is of small order (ed25519-dalek's `is_weak`), under
+    /// which [`PublicKey::verify`] refuses every signature. Such a key must
+    /// not enter state: an actor or gateway registered with it could sign
+    /// nothing, and a lax verifier elsewhere might accept anything from it.
+    pub fn weakness(&self) -> Option<&'static str> {
+        match ed25519_dalek::VerifyingKey::from_bytes(&self.0) {
+            Err(_) => Some("is not a point on the curve"),
+            Ok(key) if key.is_weak() => Some("is of small order"),
+            Ok(_) => None,
+        }
+    }
+
     fn verify_bytes(&self, bytes: &[u8], signature: &Signature) -> bool {
         let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&self.0) else {
             return false;
@@ -261,6 +274,21 @@ mod tests {
         identity[0] = 1;
         let sig = Signature([0; 64]);
         assert!(!PublicKey(identity).verify(Domain::Step, &1u8, &sig));
+        assert_eq!(PublicKey(identity).weakness(), Some("is of small order"));
+    }
+
+    #[test]
+    fn weakness_names_small_order_and_off_curve_keys_only() {
+        assert_eq!(SecretKey::from_seed([3; 32]).public().weakness(), None);
+        // All-zero bytes encode a point of order 4; so does its negation.
+        assert_eq!(PublicKey([0; 32]).weakness(), Some("is of small order"));
+        let mut negated = [0u8; 32];
+        negated[31] = 0x80;
+        assert_eq!(PublicKey(negated).weakness(), Some("is of small order"));
+        // y = 2 is not the y coordinate of any curve point.
+        let mut off_curve = [0u8; 32];
+        off_curve[0] = 2;
+        assert_eq!(PublicKey(off_curve).weakness(), Some("is not a point on the curve"));
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub enum GenesisError {
     /// A name is empty or too long.
     #[error("name {0:?} must be 1 to {NAME_BYTES_MAX} bytes")]
     BadName(String),
+    /// A key can never sign (see [`PublicKey::weakness`]).
+    #[error("key {0} {1}; it cannot be registered")]
+    WeakKey(PublicKey, &'static str),
     /// The chain id is empty or too long.
     #[error("chain id {0:?} must be 1 to {CHAIN_ID_BYTES_MAX} bytes")]
     BadChainId(String),
@@ -77,10 +80,12 @@ impl Genesis {
         }
         state.put_chain_id(chain_id);
         let bad_name = |n: &str| n.is_empty() || n.len() > NAME_BYTES_MAX;
+        let weak = |k: &PublicKey| k.weakness().map_or(Ok(()), |why| Err(GenesisError::WeakKey(*k, why)));
         for a in &self.actors {
             if bad_name(&a.name) {
                 return Err(GenesisError::BadName(a.name.clone()));
             }
+            weak(&a.public_key)?;
             if state.actor(&a.public_key).is_some() {
                 return Err(GenesisError::DuplicateKey(a.public_key));
             }
@@ -90,10 +95,11 @@ impl Genesis {
             if bad_name(&g.name) {
                 return Err(GenesisError::BadName(g.name.clone()));
             }
+            weak(&g.public_key)?;
             if state.actor(&g.public_key).is_some() || state.gateway(&g.public_key).is_some() {
                 return Err(GenesisError::DuplicateKey(g.public_key));
             }
-            state.put_gateway(&Gateway { key: g.public_key, name: g.name.clone(), active: true, misbehaviours: 0 });
+            state.put_gateway(&Gateway::new(g.public_key, g.name.clone()));
         }
         Ok(())
     }

@@ -36,6 +36,8 @@ pub mod workflow;
 #[cfg(test)]
 mod engine_tests;
 #[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
 mod vectors;
 
 #[cfg(any(test, feature = "testkit"))]

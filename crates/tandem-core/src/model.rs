@@ -2,10 +2,13 @@
 //! both layers. Every type has one canonical (borsh) encoding, and a JSON form
 //! for the HTTP API.
 
+use std::collections::BTreeMap;
+
 use borsh::{BorshDeserialize, BorshSerialize};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{Hash, PublicKey};
+use crate::reject::Code;
 
 /// What an actor is allowed to do. The workflow table says which role may
 /// perform which action.
@@ -68,8 +71,26 @@ pub struct Gateway {
     pub name: String,
     /// Revoked gateways can submit nothing.
     pub active: bool,
-    /// Batches from this gateway whose claimed outcomes L1 contradicted.
+    /// Batches this gateway signed that L1 refused for a fault its signature
+    /// alone proves, which an honest gateway never commits (see
+    /// [`crate::apply::gateway_fault`]).
     pub misbehaviours: u64,
+    /// The same batches by the code they were refused with. Ordered by code
+    /// (its number in the encoding); codes never seen are absent.
+    pub faults: BTreeMap<Code, u64>,
+}
+
+impl Gateway {
+    /// A newly registered, active gateway with a clean record.
+    pub fn new(key: PublicKey, name: String) -> Gateway {
+        Gateway { key, name, active: true, misbehaviours: 0, faults: BTreeMap::new() }
+    }
+
+    /// Count one misbehaviour of kind `code`.
+    pub fn record_fault(&mut self, code: Code) {
+        self.misbehaviours += 1;
+        *self.faults.entry(code).or_insert(0) += 1;
+    }
 }
 
 /// Where a package is in the intake workflow.

@@ -109,6 +109,23 @@ codes! {
     WrongSession = 33, "wrong_session";
     /// This action is not part of the workflow.
     UnknownAction = 34, "unknown_action";
+    /// A key that cannot verify signatures (of small order, or not a curve
+    /// point) may not be registered.
+    WeakKey = 35, "weak_key";
+}
+
+/// In state (a gateway's fault counts) a code is its ABCI number, a `u32`.
+impl borsh::BorshSerialize for Code {
+    fn serialize<W: std::io::Write>(&self, writer: &mut W) -> std::io::Result<()> {
+        borsh::BorshSerialize::serialize(&self.number(), writer)
+    }
+}
+
+impl borsh::BorshDeserialize for Code {
+    fn deserialize_reader<R: std::io::Read>(reader: &mut R) -> std::io::Result<Self> {
+        let n = u32::deserialize_reader(reader)?;
+        Code::from_number(n).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("no rejection code {n}")))
+    }
 }
 
 /// A refusal: a stable code and a human-readable detail. Both are
@@ -144,6 +161,8 @@ mod tests {
             assert_eq!(Code::from_number(c.number()), Some(c));
             assert_eq!(Code::from_name(c.name()), Some(c));
             assert_eq!(serde_json::to_string(&c).unwrap(), format!("\"{}\"", c.name()));
+            assert_eq!(borsh::to_vec(&c).expect("encodes"), c.number().to_le_bytes());
+            assert_eq!(borsh::from_slice::<Code>(&c.number().to_le_bytes()).expect("decodes"), c);
         }
     }
 }

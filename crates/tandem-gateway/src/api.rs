@@ -26,6 +26,7 @@ use tandem_core::message::{DirectStep, SignedSessionOpen, SignedStep, Tx};
 use tandem_core::state::StateRead;
 use tandem_core::{Code, Hash, PublicKey};
 use tandem_rpc::L1Error;
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::{kind_of, GwError, Kind};
 use crate::finality::FinalStep;
@@ -128,8 +129,14 @@ async fn rate_limit(State(gw): State<Arc<Shared>>, peer: Peer, req: Request, nex
 
 /// The router.
 pub fn router(gw: Arc<Shared>) -> Router {
-    // Signed requests are limited per signer in their handlers, after the
-    // body is parsed (once).
+    let (signed, limited) = routes();
+    serve(signed, limited, gw)
+}
+
+/// Every route, before the layers and the state: the signed ones (limited
+/// per signer in their handlers, after the body is parsed once) and the
+/// others (limited per peer address by a middleware).
+fn routes() -> (Router<Arc<Shared>>, Router<Arc<Shared>>) {
     let signed = Router::new()
         .route("/v1/sessions", post(open_session))
         .route("/v1/sessions/{id}/steps", post(post_step))
@@ -142,8 +149,16 @@ pub fn router(gw: Arc<Shared>) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/status", get(status))
         .route("/v1/network", get(network))
-        .route("/v1/demo/keys", get(demo_keys))
-        .layer(middleware::from_fn_with_state(gw.clone(), rate_limit));
+        .route("/v1/demo/keys", get(demo_keys));
+    (signed, limited)
+}
+
+/// `limited` routes behind the rate limit, the unlimited ones beside them,
+/// the body limit, and a handler panic answered as a 500 `internal` error
+/// (the connection and every other request carry on; the ledger's lock is
+/// taken over by the next request, see [`Shared::ledger`]).
+fn serve(signed: Router<Arc<Shared>>, limited: Router<Arc<Shared>>, gw: Arc<Shared>) -> Router {
+    let limited = limited.layer(middleware::from_fn_with_state(gw.clone(), rate_limit));
     Router::new()
         .merge(signed)
         .merge(limited)
@@ -157,7 +172,15 @@ pub fn router(gw: Arc<Shared>) -> Router {
             ApiError::from(GwError::new(Kind::MethodNotAllowed, "method_not_allowed", "this route does not take that method"))
         })
         .layer(DefaultBodyLimit::max(gw.config.body_bytes_max))
+        .layer(CatchPanicLayer::custom(panic_response))
         .with_state(gw)
+}
+
+/// The answer to a request whose handler panicked.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("");
+    tracing::error!(panic = what, "a request handler panicked; answered 500");
+    ApiError::from(GwError::new(Kind::Internal, "internal", "the gateway failed to handle this request; it keeps serving others")).into_response()
 }
 
 /// The dashboard (`assets/` beside `src/`), embedded at build time: name,
@@ -267,7 +290,7 @@ async fn open_session(State(gw): State<Arc<Shared>>, peer: Peer, Body(open): Bod
     if !verified {
         return Err(tandem_core::Rejection::new(Code::BadSignature, "the open request's signature does not verify").into());
     }
-    let record = borsh::to_vec(&WalRecord::Opened(open.clone())).expect("encoding");
+    let record = borsh::to_vec(&WalRecord::Opened(open.clone())).expect("borsh encoding into a Vec cannot fail");
     let (id, wait, again) = {
         let mut st = gw.ledger();
         let st = &mut *st;
@@ -328,7 +351,8 @@ async fn post_step(
         let mut st = gw.ledger();
         let st = &mut *st;
         st.ledger.accept_step(&st.base, now_ms(), verified).map(|accepted| {
-            let record = borsh::to_vec(&WalRecord::Step { step: signed.clone(), outcome: accepted.outcome_hash }).expect("encoding");
+            let record = borsh::to_vec(&WalRecord::Step { step: signed.clone(), outcome: accepted.outcome_hash })
+                .expect("borsh encoding into a Vec cannot fail");
             // Queued under the lock: the log keeps the order of decisions.
             (accepted, gw.wal.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e)))
         })
@@ -500,7 +524,7 @@ async fn commit(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> ApiRes
         st.ledger.request_commit(&id, now_ms())?;
         let status = st.ledger.session(&id).map(|s| s.status.clone()).unwrap_or(SessionStatus::Finalized);
         let wait = (was == SessionStatus::Open).then(|| {
-            let record = borsh::to_vec(&WalRecord::Commit(id)).expect("encoding");
+            let record = borsh::to_vec(&WalRecord::Commit(id)).expect("borsh encoding into a Vec cannot fail");
             gw.wal.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e))
         });
         (status, wait)
@@ -688,10 +712,78 @@ async fn status(State(gw): State<Arc<Shared>>) -> Json<Value> {
         "sessions": { "open": open, "committing": committing, "finalized": finalized, "rejected": rejected },
         "pending_steps": st.ledger.pending_steps(),
         "prediction_mismatches": st.ledger.mismatches(),
+        "foreign_batches": st.ledger.foreign_batches(),
+        "l1_record": st.base.gateway(&gw.config.key.public()),
         "uptime_s": gw.started.elapsed().as_secs(),
     }))
 }
 
 async fn metrics(State(gw): State<Arc<Shared>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], gw.metrics.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body as HttpBody;
+    use axum::http::Request as HttpRequest;
+    use http_body_util::BodyExt as _;
+    use tandem_core::message::SessionOpen;
+    use tandem_core::testkit::{Cast, CHAIN_ID};
+    use tandem_rpc::FakeL1;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::service::{Gateway, GatewayConfig};
+
+    /// A handler with a bug: it panics while it holds the ledger's lock.
+    async fn panics_holding_the_ledger(State(gw): State<Arc<Shared>>) -> &'static str {
+        let _held = gw.ledger();
+        panic!("a bug in a handler, with the ledger locked");
+    }
+
+    async fn call(app: &Router, req: HttpRequest<HttpBody>) -> (StatusCode, Value) {
+        let rsp = app.clone().oneshot(req).await.expect("the router always answers");
+        let status = rsp.status();
+        let bytes = rsp.into_body().collect().await.expect("body").to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn a_panicking_request_is_answered_500_and_later_requests_normally() {
+        let cast = Cast::new();
+        let l1 = Arc::new(FakeL1::new(CHAIN_ID, cast.genesis()).expect("fake L1"));
+        l1.produce_block(now_ms());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gw = Gateway::start(GatewayConfig::new(dir.path().to_path_buf(), cast.gateway.clone()), l1).await.expect("starts");
+        // The real routes and layers, plus one route with a bug.
+        let (signed, limited) = routes();
+        let app = serve(signed, limited.route("/v1/bug", get(panics_holding_the_ledger)), gw.shared.clone());
+
+        let (status, body) = call(&app, HttpRequest::get("/v1/bug").body(HttpBody::empty()).expect("request")).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["code"], "internal", "{body}");
+        assert!(gw.shared.state.is_poisoned(), "the panic happened with the ledger locked");
+
+        // Every later request is served, the ones that take the lock too.
+        let (status, body) = call(&app, HttpRequest::get("/v1/status").body(HttpBody::empty()).expect("request")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["sessions"]["open"], 0);
+        let open = SessionOpen {
+            chain_id: CHAIN_ID.into(),
+            owner: cast.operator.public(),
+            gateway: Some(cast.gateway.public()),
+            nonce: 1,
+            client_time_ms: now_ms(),
+        }
+        .sign(&cast.operator);
+        let req = HttpRequest::post("/v1/sessions")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(HttpBody::from(serde_json::to_vec(&open).expect("json")))
+            .expect("request");
+        let (status, body) = call(&app, req).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["session_id"], open.open.session_id().to_hex());
+        let (status, body) = call(&app, HttpRequest::get("/v1/status").body(HttpBody::empty()).expect("request")).await;
+        assert_eq!((status, body["sessions"]["open"].clone()), (StatusCode::OK, json!(1)));
+    }
 }

@@ -82,7 +82,7 @@ impl GwError {
 pub fn kind_of(code: Code) -> Kind {
     use Code::*;
     match code {
-        Malformed | InvalidPayload | WrongChain | BadBatch | WrongSession | UnknownAction => Kind::BadRequest,
+        Malformed | InvalidPayload | WrongChain | BadBatch | WrongSession | UnknownAction | WeakKey => Kind::BadRequest,
         BadSignature => Kind::Unauthorized,
         UnknownActor | ActorRevoked | RoleDenied | NotSessionOwner | NotAdmin | GatewayMismatch | UnknownGateway | GatewayRevoked => {
             Kind::Forbidden

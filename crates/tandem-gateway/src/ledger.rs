@@ -24,7 +24,7 @@ use serde::Serialize;
 use tandem_core::apply::{apply_verified, open_session, Ctx, TxResult, VerifiedStep};
 use tandem_core::kv::{KvRead, Overlay, WriteSet};
 use tandem_core::limits::BATCH_STEPS_MAX;
-use tandem_core::message::{BatchBody, Receipt, ReceiptBody, SignedSessionOpen, SignedStep, Tx};
+use tandem_core::message::{BatchBody, Receipt, ReceiptBody, SessionBatch, SignedSessionOpen, SignedStep, Tx};
 use tandem_core::model::Package;
 use tandem_core::state::StateRead;
 use tandem_core::workflow::INTAKE;
@@ -175,6 +175,16 @@ impl Session {
             inflight: None,
             after_final_deps: false,
         }
+    }
+
+    /// The step with sequence number `seq`, if held here. Steps are held in
+    /// consecutive seq order from the first one accepted here (intake and
+    /// recovery both append only the next seq), so this is an index, not a
+    /// search.
+    pub fn step(&self, seq: u64) -> Option<&StepRecord> {
+        let first = self.steps.first()?.signed.step.seq;
+        let at = usize::try_from(seq.checked_sub(first)?).ok()?;
+        self.steps.get(at).filter(|r| r.signed.step.seq == seq)
     }
 
     fn pending(&self) -> impl Iterator<Item = &StepRecord> {
@@ -332,6 +342,13 @@ pub struct Ledger {
     /// decision that changes what a restart must rebuild (an open, a step, a
     /// commit) is one record, appended in decision order.
     logged: u64,
+    /// Hashes of the batches this gateway broadcast, newest last (bounded).
+    sent: BTreeSet<String>,
+    sent_order: VecDeque<String>,
+    /// Set once [`Ledger::recover`] ran: from then on the ledger knows every
+    /// batch it built, and can tell one it did not.
+    recovered: bool,
+    foreign_batches: u64,
 }
 
 impl Ledger {
@@ -352,6 +369,10 @@ impl Ledger {
             pending_steps: 0,
             mismatches: 0,
             logged: 0,
+            sent: BTreeSet::new(),
+            sent_order: VecDeque::new(),
+            recovered: false,
+            foreign_batches: 0,
         }
     }
 
@@ -427,6 +448,12 @@ impl Ledger {
         self.mismatches
     }
 
+    /// Batches signed with this gateway's key that it never built, seen
+    /// finalized on L1 (see [`Ledger::audit_own_batches`]).
+    pub fn foreign_batches(&self) -> u64 {
+        self.foreign_batches
+    }
+
     /// Open a session from its signed request.
     pub fn open_session(&mut self, base: &impl KvRead, now_ms: u64, open: SignedSessionOpen) -> Result<Hash, GwError> {
         if open.open.gateway != Some(self.key.public()) {
@@ -482,21 +509,25 @@ impl Ledger {
                 return Err(GwError::package_locked(&s.package_id));
             }
         }
-        let writes = std::mem::take(&mut self.writes);
-        let mut overlay = Overlay::with_writes(base, writes);
-        let ctx = Ctx { chain_id: &self.chain_id, time_ms: now_ms, workflow: &INTAKE, sigs: Some(&self.sigs) };
-        let result = apply_verified(&mut overlay, &ctx, step);
-        self.writes = overlay.into_parts().1;
-        let outcome = result?;
-        let package = self.tentative(base).package(&s.package_id).expect("the step just wrote it");
+        // Decided over the pending writes without touching them: they take
+        // the step's writes only once everything below has succeeded.
+        let ctx = self.ctx(now_ms);
+        let mut overlay = Overlay::new(self.tentative(base));
+        let outcome = apply_verified(&mut overlay, &ctx, step)?;
+        let Some(package) = overlay.package(&s.package_id) else {
+            return Err(GwError::new(Kind::Internal, "internal", "an accepted step left no package"));
+        };
+        let step_writes = overlay.into_writes();
         // Building on a committing session's tentative state makes this
         // session depend on it.
         let dep = self.writer.get(&s.package_id).copied().filter(|w| *w != s.session && self.is_live(w));
-        self.locks.insert(s.package_id.clone(), s.session);
-        self.writer.insert(s.package_id.clone(), s.session);
         let outcome_hash = outcome.hash();
         let receipt = issue_receipt(&self.chain_id, &self.key, s.session, s.seq, &outcome);
-        let session = self.sessions.get_mut(&s.session).expect("checked above");
+        // Decided: from here on nothing fails, so a step is held whole or
+        // not at all.
+        let Some(session) = self.sessions.get_mut(&s.session) else {
+            return Err(GwError::unknown_session(s.session));
+        };
         if let Some(d) = dep {
             session.deps.insert(d);
         }
@@ -511,6 +542,9 @@ impl Ledger {
             log_pos: self.logged,
             receipt: receipt.clone(),
         });
+        self.writes.extend(step_writes);
+        self.locks.insert(s.package_id.clone(), s.session);
+        self.writer.insert(s.package_id.clone(), s.session);
         self.order.push((s.session, s.seq));
         self.pending_steps += 1;
         Ok(Accepted { outcome, outcome_hash, package, receipt })
@@ -603,8 +637,8 @@ impl Ledger {
             .collect();
         let mut out = Vec::new();
         for id in ready {
-            let optimistic = self.sessions[&id].deps.iter().any(|d| self.dependency(d) == Dependency::InFlight);
-            let session = self.sessions.get_mut(&id).expect("listed above");
+            let optimistic = self.sessions.get(&id).is_some_and(|s| s.deps.iter().any(|d| self.dependency(d) == Dependency::InFlight));
+            let Some(session) = self.sessions.get_mut(&id) else { continue };
             if let Some(f) = &session.inflight {
                 // Re-send the very same bytes: L1 recognises a repeat as a
                 // duplicate, and the mempool as already known.
@@ -629,7 +663,75 @@ impl Ledger {
             session.inflight = Some(InFlight { tx_hash: hash.clone(), last_seq, sent_ms: now_ms, optimistic });
             out.push(Outgoing { session: id, tx, tx_hash: hash, last_seq });
         }
+        for o in &out {
+            self.remember_sent(&o.tx_hash);
+        }
         out
+    }
+
+    fn remember_sent(&mut self, hash: &str) {
+        if !self.sent.insert(hash.to_string()) {
+            return;
+        }
+        self.sent_order.push_back(hash.to_string());
+        while self.sent_order.len() > self.config.finished_kept.max(1024) {
+            if let Some(old) = self.sent_order.pop_front() {
+                self.sent.remove(&old);
+            }
+        }
+    }
+
+    /// Whether `batch` is one this gateway built: it sent these bytes, or
+    /// every step in it (and its open request) is one it holds, with the
+    /// outcome it holds (the batch of a live session restored from the log
+    /// after a restart, before it was sent again).
+    fn built_here(&self, hash: &str, batch: &SessionBatch) -> bool {
+        if self.sent.contains(hash) {
+            return true;
+        }
+        let Some(session) = self.sessions.get(&batch.body.session) else {
+            return false;
+        };
+        let open_matches = batch.body.open.as_ref().is_none_or(|o| *o == session.open);
+        let steps_match = batch
+            .body
+            .steps
+            .iter()
+            .zip(&batch.body.claims)
+            .all(|(signed, claim)| session.step(signed.step.seq).is_some_and(|r| r.signed == *signed && r.outcome.hash() == *claim));
+        open_matches && batch.body.steps.len() == batch.body.claims.len() && steps_match
+    }
+
+    /// Find, among the finalized session batches whose signature verifies
+    /// under this gateway's key (`own`, with their transaction hashes), those
+    /// it never built: its key signs for someone else. Each is logged at
+    /// error and counted ([`Ledger::foreign_batches`]); the hashes are
+    /// returned. A batch refused as a duplicate changes nothing and may be a
+    /// copy this gateway sent before a restart, so it is not judged; nor is
+    /// anything before [`Ledger::recover`], when the ledger does not yet know
+    /// what it built.
+    pub fn audit_own_batches(&mut self, block: &ReplayedBlock, own: &[(String, SessionBatch)]) -> Vec<String> {
+        if !self.recovered {
+            return Vec::new();
+        }
+        let mut foreign = Vec::new();
+        for (hash, batch) in own {
+            if batch.body.gateway != self.key.public() || self.built_here(hash, batch) {
+                continue;
+            }
+            let result = block.results.iter().find(|(h, _)| h == hash).map(|(_, r)| r);
+            let (status, code) = match result {
+                Some(TxResult::Rejected { rejection, .. }) if rejection.code == tandem_core::Code::Duplicate => continue,
+                Some(TxResult::Rejected { rejection, .. }) => ("rejected", rejection.code.name()),
+                Some(_) => ("committed", ""),
+                None => ("seen", ""),
+            };
+            tracing::error!(height = block.height, tx_hash = %hash, session = %batch.body.session, status, code,
+                "a batch signed with this gateway's key that this gateway never built was finalized on L1: the key signs for someone else");
+            self.foreign_batches += 1;
+            foreign.push(hash.clone());
+        }
+        foreign
     }
 
     /// How far a session another one built on is. A dependent batch may be
@@ -683,13 +785,12 @@ impl Ledger {
                     self.mark_final(session, *first_seq, *last_seq, &fin, &mut events);
                 }
                 TxResult::Rejected { session: Some(session), index, rejection } if self.is_live(session) => {
-                    let ours = self.sessions[session].inflight.as_ref().is_some_and(|f| &f.tx_hash == hash);
-                    if !ours {
+                    let Some(inflight) = self.sessions.get(session).and_then(|s| s.inflight.as_ref()).filter(|f| &f.tx_hash == hash) else {
                         // A stale copy of one of our batches: a rejection
                         // changes no state, so nothing to do.
                         continue;
-                    }
-                    let optimistic = self.sessions[session].inflight.as_ref().is_some_and(|f| f.optimistic);
+                    };
+                    let optimistic = inflight.optimistic;
                     if optimistic && rejection.code != tandem_core::Code::OutcomeMismatch {
                         // Sent while a session it builds on was in flight: it
                         // may have landed ahead of it. Whether the dependency
@@ -711,7 +812,7 @@ impl Ledger {
                         // committed state tells how far.
                         let on_chain = base.session(session).map_or(0, |s| s.last_seq);
                         let fin = Finality { height: block.height, tx_hash: hash.clone(), seen_ms: now_ms };
-                        let chain_seq = self.sessions[session].chain_seq;
+                        let chain_seq = self.sessions.get(session).map_or(0, |s| s.chain_seq);
                         if on_chain > chain_seq {
                             self.mark_final(session, chain_seq + 1, on_chain, &fin, &mut events);
                         } else if let Some(s) = self.sessions.get_mut(session) {
@@ -719,7 +820,8 @@ impl Ledger {
                         }
                         continue;
                     }
-                    let seq = index.map(|i| self.sessions[session].chain_seq + 1 + u64::from(i));
+                    let chain_seq = self.sessions.get(session).map_or(0, |s| s.chain_seq);
+                    let seq = index.map(|i| chain_seq + 1 + u64::from(i));
                     self.mismatches += 1;
                     tracing::warn!(session = %session, ?seq, code = rejection.code.name(), detail = %rejection.detail,
                         "L1 rejected a session this gateway had accepted");
@@ -766,7 +868,7 @@ impl Ledger {
         if session.inflight.as_ref().is_some_and(|f| f.last_seq <= last) {
             session.inflight = None;
         }
-        self.pending_steps -= newly;
+        self.pending_steps = self.pending_steps.saturating_sub(newly);
         self.order.retain(|(s, seq)| !(s == id && *seq <= last));
         let complete = session.status == SessionStatus::Committing && session.pending().next().is_none();
         events.push(Event::SessionFinalized { session: *id, last_seq: last, height: fin.height, tx_hash: fin.tx_hash.clone(), complete });
@@ -793,7 +895,7 @@ impl Ledger {
                     self.locks.remove(&p);
                 }
             }
-            self.pending_steps -= pending;
+            self.pending_steps = self.pending_steps.saturating_sub(pending);
             self.order.retain(|(s, _)| *s != id);
             events.push(Event::SessionRejected { session: id, seq, code, detail });
             self.retire(id);
@@ -815,8 +917,9 @@ impl Ledger {
             let ctx = self.ctx(now_ms);
             let mut doomed: Option<(Hash, Option<u64>, String)> = None;
             for id in &self.open_order {
+                let Some(session) = self.sessions.get(id) else { continue };
                 if base.session(id).is_none() {
-                    if let Err(r) = open_session(&mut overlay, &ctx, &self.sessions[id].open) {
+                    if let Err(r) = open_session(&mut overlay, &ctx, &session.open) {
                         doomed = Some((*id, None, r.to_string()));
                         break;
                     }
@@ -824,11 +927,15 @@ impl Ledger {
             }
             if doomed.is_none() {
                 for (id, seq) in &self.order {
-                    let session = &self.sessions[id];
-                    let Some(rec) = session.steps.iter().find(|s| s.signed.step.seq == *seq) else {
+                    let Some(rec) = self.sessions.get(id).and_then(|s| s.step(*seq)) else {
                         continue;
                     };
-                    let verified = VerifiedStep::check(&rec.signed).expect("accepted steps carry valid signatures");
+                    // Found valid at intake, so answered by the memo (a
+                    // lookup) unless it was forgotten since.
+                    let Some(verified) = VerifiedStep::check_memo(&rec.signed, Some(&self.sigs)) else {
+                        doomed = Some((*id, Some(*seq), "an accepted step's signature no longer verifies".into()));
+                        break;
+                    };
                     match apply_verified(&mut overlay, &ctx, verified) {
                         Ok(o) if o == rec.outcome => {}
                         Ok(_) => {
@@ -869,19 +976,15 @@ impl Ledger {
     /// order, and the commit of those that are committing.
     pub fn wal_records(&self) -> Vec<WalRecord> {
         let live = |id: &Hash| self.sessions.get(id).filter(|s| s.live());
-        let mut out: Vec<WalRecord> = self.open_order.iter().filter_map(|id| live(id)).map(|s| WalRecord::Opened(s.open.clone())).collect();
+        let mut out: Vec<WalRecord> = self.open_order.iter().filter_map(&live).map(|s| WalRecord::Opened(s.open.clone())).collect();
         for (id, seq) in &self.order {
             let Some(s) = live(id) else { continue };
-            if let Some(rec) = s.steps.iter().find(|r| r.signed.step.seq == *seq) {
+            if let Some(rec) = s.step(*seq) {
                 out.push(WalRecord::Step { step: rec.signed.clone(), outcome: rec.outcome.hash() });
             }
         }
         out.extend(
-            self.open_order
-                .iter()
-                .filter_map(|id| live(id))
-                .filter(|s| s.status == SessionStatus::Committing)
-                .map(|s| WalRecord::Commit(s.id)),
+            self.open_order.iter().filter_map(live).filter(|s| s.status == SessionStatus::Committing).map(|s| WalRecord::Commit(s.id)),
         );
         out
     }
@@ -926,26 +1029,29 @@ impl Ledger {
                     if seq <= session.chain_seq || failures.iter().any(|f| f.0 == id) {
                         continue;
                     }
-                    let failure = match VerifiedStep::check(&step) {
+                    // Through the memo: the rebases that follow then find it there.
+                    let failure = match VerifiedStep::check_memo(&step, Some(&sigs)) {
                         None => Some("the logged step's signature does not verify".to_string()),
                         Some(v) => match apply_verified(&mut overlay, &ctx, v) {
                             Ok(o) if o.hash() == outcome => {
                                 let p = step.step.package_id.clone();
                                 let dep = self.writer.get(&p).copied().filter(|w| *w != id);
-                                let session = self.sessions.get_mut(&id).expect("checked");
-                                if let Some(d) = dep {
-                                    session.deps.insert(d);
+                                // Present: looked up above, and nothing removes sessions in this loop.
+                                if let Some(session) = self.sessions.get_mut(&id) {
+                                    if let Some(d) = dep {
+                                        session.deps.insert(d);
+                                    }
+                                    session.locks.insert(p.clone());
+                                    let receipt = issue_receipt(&chain_id, &self.key, id, seq, &o);
+                                    session.steps.push(StepRecord {
+                                        signed: step,
+                                        outcome: o,
+                                        accepted_ms: now_ms,
+                                        finality: None,
+                                        log_pos: 0,
+                                        receipt,
+                                    });
                                 }
-                                session.locks.insert(p.clone());
-                                let receipt = issue_receipt(&chain_id, &self.key, id, seq, &o);
-                                session.steps.push(StepRecord {
-                                    signed: step,
-                                    outcome: o,
-                                    accepted_ms: now_ms,
-                                    finality: None,
-                                    log_pos: 0,
-                                    receipt,
-                                });
                                 self.locks.insert(p.clone(), id);
                                 self.writer.insert(p, id);
                                 self.order.push((id, seq));
@@ -987,6 +1093,7 @@ impl Ledger {
             self.reject_cascade(id, seq, "conflict", detail, &mut events);
         }
         self.rebase(base, now_ms, &mut events);
+        self.recovered = true;
         let live = self.sessions.values().filter(|s| s.live()).count();
         (live, steps)
     }

@@ -391,3 +391,42 @@ fn a_receipt_issued_again_is_byte_identical_and_a_resend_finds_the_original_step
     assert_eq!((e.kind, e.code), (Kind::Conflict, "bad_sequence"));
     assert!(w.ledger.prior_step(&step(&sup, s, 2, "Q", register(&sup, "Q"))).is_none(), "nothing at seq 2");
 }
+
+/// A batch signed with the gateway's key that it never built is reported,
+/// its own are not, whether it sent them or rebuilt them from its log after
+/// a restart; nothing is judged before recovery.
+#[test]
+fn batches_under_our_key_that_we_never_built_are_reported() {
+    let mut w = World::new(LedgerConfig::default());
+    // Started: recovered from an empty log.
+    w.ledger.recover(&w.chain, TIME_MS, Vec::new());
+    let mut unrecovered = Ledger::new(CHAIN_ID.into(), w.cast.gateway.clone(), LedgerConfig::default());
+    w.registered("P", 1);
+    let op = w.cast.operator.clone();
+    let s = w.open(&op, 1);
+    w.step(&op, s, 1, "P", scan()).expect("scan");
+    w.ledger.request_commit(&s, TIME_MS).expect("commit");
+    let ours = w.ledger.batches_to_send(TIME_MS, u64::MAX).remove(0);
+    // The same ledger restarted from its log, before the batch it sent lands.
+    let mut restarted = Ledger::new(CHAIN_ID.into(), w.cast.gateway.clone(), LedgerConfig::default());
+    restarted.recover(&w.chain, TIME_MS, w.ledger.wal_records());
+    // Someone holding the key signs a batch for a session of its own.
+    let o2 = open(&w.cast.operator2, Some(w.cast.gateway.public()), 9);
+    let id2 = o2.open.session_id();
+    let foreign = batch(&w.cast.gateway, id2, Some(o2), vec![step(&w.cast.operator2, id2, 1, "P", scan())], vec![Hash([0; 32])]);
+    let foreign_tx = Tx::SessionBatch(foreign.clone()).encode();
+    let Ok(Tx::SessionBatch(ours_batch)) = Tx::decode(&ours.tx) else { panic!("a batch") };
+    let results = vec![w.direct(&ours.tx), w.direct(&foreign_tx)];
+    assert!(matches!(results[0].1, TxResult::Committed { .. }), "{results:?}");
+    let block = ReplayedBlock { height: 2, results };
+    let own = vec![(ours.tx_hash.clone(), ours_batch), (tx_hash(&foreign_tx), foreign)];
+
+    assert!(unrecovered.audit_own_batches(&block, &own).is_empty(), "nothing is judged before recovery");
+    assert_eq!(w.ledger.audit_own_batches(&block, &own), vec![tx_hash(&foreign_tx)]);
+    assert_eq!(w.ledger.foreign_batches(), 1);
+    assert_eq!(restarted.audit_own_batches(&block, &own), vec![tx_hash(&foreign_tx)], "the restarted ledger knows its batch by its steps");
+    assert_eq!(restarted.foreign_batches(), 1);
+    // The block is then taken in as usual: our session is final.
+    w.ledger.on_block(&w.chain, &block, TIME_MS);
+    assert_eq!(w.ledger.session(&s).expect("s").status, SessionStatus::Finalized);
+}

@@ -1,5 +1,6 @@
 //! Prometheus metrics of the gateway: step latency, WAL fsync time, L1
-//! finality latency, sessions by state, backlog, prediction mismatches.
+//! finality latency, sessions by state, backlog, prediction mismatches,
+//! batches under this gateway's key it never built.
 
 use prometheus::{Encoder, Histogram, HistogramOpts, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
@@ -20,6 +21,8 @@ pub struct Metrics {
     pub pending_steps: IntGauge,
     /// Sessions L1 (or a block) overturned after the gateway accepted them.
     pub mismatches: IntGauge,
+    /// Batches signed with this gateway's key that it never built, seen on L1.
+    pub foreign_batches: IntGauge,
     /// Last replayed L1 height.
     pub l1_height: IntGauge,
 }
@@ -53,6 +56,7 @@ impl Metrics {
             sessions,
             pending_steps: g("pending_steps", "Accepted steps not yet final on L1"),
             mismatches: g("prediction_mismatches", "Sessions overturned after acceptance (L1 rejection or conflict)"),
+            foreign_batches: g("foreign_batches", "Batches signed with this gateway's key that it never built, seen on L1"),
             l1_height: g("l1_height", "Last L1 height replayed by the gateway"),
             registry,
         }

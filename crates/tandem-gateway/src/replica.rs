@@ -9,10 +9,12 @@ use std::sync::Arc;
 
 use tandem_core::apply::Ctx;
 use tandem_core::block::execute_block;
+use tandem_core::crypto::Domain;
 use tandem_core::genesis::Genesis;
 use tandem_core::kv::{Overlay, WriteSet};
+use tandem_core::message::{SessionBatch, Tx};
 use tandem_core::workflow::INTAKE;
-use tandem_core::SigMemo;
+use tandem_core::{PublicKey, SigMemo};
 use tandem_rpc::L1Block;
 use tandem_state::{Snapshot, Storage};
 
@@ -121,5 +123,21 @@ impl Replica {
         self.index.record(&entries(block.height, now_ms, &block.txs, &results))?;
         self.storage.commit(pending)?;
         Ok(ReplayedBlock { height: block.height, results })
+    }
+
+    /// The session batches in `block` whose signature verifies under `key`,
+    /// with their transaction hashes: what the gateway holding `key` audits
+    /// against the batches it built. Run after [`Replica::apply`], the
+    /// signatures are found in the memo.
+    pub fn batches_signed_by(&self, block: &L1Block, key: &PublicKey) -> Vec<(String, SessionBatch)> {
+        block
+            .txs
+            .iter()
+            .filter_map(|bytes| match Tx::decode(bytes) {
+                Ok(Tx::SessionBatch(b)) if b.body.gateway == *key => Some((tx_hash(bytes), b)),
+                _ => None,
+            })
+            .filter(|(_, b)| key.verify_memo(Domain::Batch, &b.body, &b.signature, Some(&self.sigs)))
+            .collect()
     }
 }

@@ -281,9 +281,15 @@ async fn catch_up(shared: &Arc<Shared>) -> Result<(), L1Error> {
         let next = shared.replica.height() + 1;
         let block = shared.l1.block(next).await?;
         let s = shared.clone();
-        let replayed = tokio::task::spawn_blocking(move || s.replica.apply(&block, now_ms())).await.expect("replay task");
+        let replayed = tokio::task::spawn_blocking(move || {
+            let replayed = s.replica.apply(&block, now_ms())?;
+            let own = s.replica.batches_signed_by(&block, &s.config.key.public());
+            Ok::<_, ReplicaError>((replayed, own))
+        })
+        .await
+        .map_err(|e| L1Error::Rpc(format!("the replay task failed: {e}")))?;
         match replayed {
-            Ok(replayed) => take_block(shared, replayed),
+            Ok((replayed, own)) => take_block(shared, replayed, &own),
             Err(ReplicaError::Diverged { height, ours, theirs }) => {
                 tracing::error!(height, ours, theirs, "the replica diverged from L1; refusing new steps");
                 shared.diverged.store(true, Ordering::Relaxed);
@@ -295,13 +301,15 @@ async fn catch_up(shared: &Arc<Shared>) -> Result<(), L1Error> {
     Ok(())
 }
 
-/// Hand a replayed block to the ledger and to subscribers.
-fn take_block(shared: &Arc<Shared>, replayed: ReplayedBlock) {
+/// Hand a replayed block to the ledger and to subscribers. `own` are the
+/// block's session batches signed with this gateway's key.
+fn take_block(shared: &Arc<Shared>, replayed: ReplayedBlock, own: &[(String, tandem_core::message::SessionBatch)]) {
     let now = now_ms();
     let events = {
         let mut st = shared.ledger();
         let st = &mut *st;
         st.base = shared.replica.snapshot();
+        st.ledger.audit_own_batches(&replayed, own);
         let events = st.ledger.on_block(&st.base, &replayed, now);
         for e in &events {
             if let Event::SessionFinalized { session, complete: true, .. } = e {
@@ -332,6 +340,7 @@ fn update_gauges(shared: &Shared, ledger: &Ledger) {
     m.sessions.with_label_values(&["rejected"]).set(rejected as i64);
     m.pending_steps.set(ledger.pending_steps() as i64);
     m.mismatches.set(ledger.mismatches() as i64);
+    m.foreign_batches.set(ledger.foreign_batches() as i64);
 }
 
 /// The follower: wakes on each new height and replays up to it.

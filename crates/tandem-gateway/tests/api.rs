@@ -1028,3 +1028,40 @@ async fn a_data_folder_of_another_chain_is_refused_at_start() {
     };
     assert!(err.contains("belongs to another chain") && err.contains("tandem-other"), "{err}");
 }
+
+/// A batch signed with this gateway's key that it never built is reported in
+/// `/v1/status` and `/metrics` once finalized, and L1's record of the fault
+/// it proves shows there too; the gateway's own batches are not reported.
+#[tokio::test]
+async fn a_batch_under_our_key_that_we_never_built_is_reported() {
+    let h = Harness::start(|_| {}).await;
+    let st = h.get("/v1/status").await.json;
+    assert_eq!(st["foreign_batches"], 0);
+    assert_eq!(st["l1_record"]["misbehaviours"], 0);
+    assert_eq!(st["l1_record"]["faults"], json!({}));
+
+    // An honest session, finalized through this gateway.
+    let sup = h.cast.supplier.clone();
+    let s = h.open(&sup, 1).await;
+    h.ok_step(&step(&sup, s, 1, "OURS", register(&sup, "OURS"))).await;
+    assert_eq!(h.commit(s).await.status, StatusCode::ACCEPTED);
+    h.wait_state(s, "finalized", true).await;
+
+    // Someone holding the key signs a batch with a false claim.
+    let o = open_req(&sup, Some(h.cast.gateway.public()), 2);
+    let id = o.open.session_id();
+    let forged = tandem_core::testkit::batch(
+        &h.cast.gateway,
+        id,
+        Some(o),
+        vec![step(&sup, id, 1, "THEIRS", register(&sup, "THEIRS"))],
+        vec![Hash([0; 32])],
+    );
+    h.l1.broadcast_tx_sync(Tx::SessionBatch(forged).encode()).await.unwrap();
+    h.block();
+    let st = h.wait_status("the foreign batch", |s| s["foreign_batches"] == 1).await;
+    assert_eq!(st["l1_record"]["misbehaviours"], 1, "{st}");
+    assert_eq!(st["l1_record"]["faults"], json!({ "outcome_mismatch": 1 }));
+    let metrics = h.get("/metrics").await.text;
+    assert!(metrics.lines().any(|l| l == "tandem_gateway_foreign_batches 1"), "{metrics}");
+}

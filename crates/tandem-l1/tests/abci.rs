@@ -241,3 +241,67 @@ fn proposals_with_undecodable_bytes_are_refused_and_never_proposed() {
     assert_eq!(App::process_proposal(&proposal(vec![good.clone()])), ProcessProposal::Accept);
     assert_eq!(App::process_proposal(&proposal(vec![good, Bytes::from_static(b"junk")])), ProcessProposal::Reject);
 }
+
+/// Every fault a gateway-signed batch proves is counted in the gateway's
+/// record, by code, and the `/gateway/<hex>` query shows it; a duplicate
+/// re-send is not held against it. A weak key cannot be registered.
+#[test]
+fn gateway_faults_are_recorded_by_code_and_queryable() {
+    use tandem_core::apply::{apply, execute, open_session};
+    use tandem_core::crypto::Domain;
+    use tandem_core::kv::Overlay;
+    use tandem_core::message::{AdminBody, AdminOp, SessionBatch};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cast = Cast::new();
+    let storage = Storage::open(&dir.path().join("db")).expect("open");
+    let mut app = App::new(storage.clone(), None);
+    init_chain(&mut app, &cast);
+
+    // Predict honest claims on a copy of the state the block will build.
+    let reg = register_tx(&cast, "P1", 1);
+    let mut model = cast.state();
+    execute(&mut model, &ctx(), &reg);
+    let o = open(&cast.operator, Some(cast.gateway.public()), 1);
+    let id = o.open.session_id();
+    let s = |seq, action| step(&cast.operator, id, seq, "P1", action);
+    let honest_claims = |steps: &[tandem_core::message::SignedStep]| {
+        let mut scratch = Overlay::new(&model);
+        open_session(&mut scratch, &ctx(), &o).expect("open");
+        steps.iter().map(|st| apply(&mut scratch, &ctx(), st).map_or(tandem_core::Hash([0; 32]), |x| x.hash())).collect::<Vec<_>>()
+    };
+    let signed = |steps: Vec<tandem_core::message::SignedStep>| -> SessionBatch {
+        let claims = honest_claims(&steps);
+        batch(&cast.gateway, id, Some(o.clone()), steps, claims)
+    };
+    let mut forged_step = s(2, validate());
+    forged_step.signature = cast.courier.sign(Domain::Step, &forged_step.step);
+    let forged = signed(vec![s(1, scan()), forged_step]);
+    let dropped = signed(vec![s(1, scan()), s(3, validate())]);
+    let honest = signed(vec![s(1, scan()), s(2, validate())]);
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let weak = AdminBody {
+        chain_id: CHAIN_ID.into(),
+        admin: cast.admin.public(),
+        nonce: 1,
+        op: AdminOp::RegisterActor { key: tandem_core::PublicKey(identity), name: "weak".into(), role: tandem_core::model::Role::Operator },
+    }
+    .sign(&cast.admin);
+    let as_tx = |b: &SessionBatch| Tx::SessionBatch(b.clone()).encode();
+    let r =
+        app.finalize_block(block(1, vec![reg, Tx::Admin(weak).encode(), as_tx(&forged), as_tx(&dropped), as_tx(&honest), as_tx(&honest)]));
+    let codes: Vec<u32> = r.tx_results.iter().map(|t| t.code.value()).collect();
+    assert_eq!(
+        codes,
+        vec![0, Code::WeakKey.number(), Code::BadSignature.number(), Code::BadSequence.number(), 0, Code::Duplicate.number()],
+        "{:?}",
+        r.tx_results.iter().map(|t| &t.log).collect::<Vec<_>>()
+    );
+    app.commit();
+    let (code, gw) = query(&storage, &format!("/gateway/{}", cast.gateway.public()));
+    assert_eq!(code, 0);
+    assert_eq!(gw["misbehaviours"], 2);
+    assert_eq!(gw["faults"], serde_json::json!({ "bad_signature": 1, "bad_sequence": 1 }));
+    assert_eq!(query(&storage, &format!("/actor/{}", hex::encode(identity))).0, 2, "the weak key was not registered");
+}
