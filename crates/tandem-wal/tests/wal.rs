@@ -391,6 +391,55 @@ async fn full_queue_gives_backpressure() {
     assert_eq!(rec.records, want);
 }
 
+/// A reservation holds a place in the queue: queuing through it is never
+/// refused for backpressure, and dropping it unused gives the place back.
+#[tokio::test]
+async fn a_reservation_is_never_refused_and_an_unused_one_gives_its_place_back() {
+    let (entered_tx, entered_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let gate = Mutex::new(Some((entered_tx, release_rx)));
+    let config = WalConfig {
+        queue_max: 2,
+        on_fsync: Some(Arc::new(move |_, _| {
+            if let Some((entered, release)) = gate.lock().expect("lock").take() {
+                let _ = entered.send(());
+                let _ = release.recv();
+            }
+        })),
+        ..WalConfig::default()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (wal, _) = Wal::open(dir.path(), config).expect("open");
+    let mut first = Box::pin(wal.append(b"first".to_vec()));
+    let _ = poll_once(&mut first);
+    entered_rx.recv().expect("writer reached the hook");
+
+    // The writer is blocked; both places are reserved.
+    let r1 = wal.reserve().expect("a place");
+    let r2 = wal.reserve().expect("a place");
+    assert!(matches!(wal.reserve(), Err(WalError::Backpressure)));
+    let mut refused = Box::pin(wal.append(b"refused".to_vec()));
+    assert!(matches!(poll_once(&mut refused), Poll::Ready(Err(WalError::Backpressure))));
+    drop(refused);
+    // Queuing through a reservation needs no new place.
+    let d1 = r1.enqueue(vec![b"reserved".to_vec()]).expect("never refused");
+    assert!(matches!(wal.reserve(), Err(WalError::Backpressure)));
+    // An unused reservation gives its place back.
+    drop(r2);
+    let r3 = wal.reserve().expect("the place r2 held");
+
+    release_tx.send(()).expect("release");
+    first.await.expect("first");
+    d1.await.expect("reserved");
+    drop(r3);
+    // Every place is free again once the writer took the requests.
+    let all: Vec<_> = (0..2).map(|_| wal.reserve().expect("free")).collect();
+    drop(all);
+    drop(wal);
+    let (_wal, rec) = open(dir.path());
+    assert_eq!(rec.records, vec![b"first".to_vec(), b"reserved".to_vec()]);
+}
+
 #[tokio::test]
 async fn dropping_the_last_handle_finishes_pending_appends() {
     let dir = tempfile::tempdir().expect("tempdir");
