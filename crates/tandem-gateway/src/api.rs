@@ -27,7 +27,7 @@ use tandem_rpc::L1Error;
 
 use crate::error::{kind_of, GwError, Kind};
 use crate::ledger::{tx_hash, Event, SessionStatus, WalRecord};
-use crate::service::{fatal_wal, now_ms, Shared};
+use crate::service::{fatal_wal, now_ms, wal_refusal, Shared};
 
 /// The OpenAPI document.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -47,10 +47,17 @@ impl From<tandem_core::Rejection> for ApiError {
     }
 }
 
+/// Seconds a client is told to wait (`Retry-After`) before retrying a 503.
+pub const RETRY_AFTER_S: u64 = 1;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(json!({ "code": self.0.code, "message": self.0.message }))).into_response()
+        let mut response = (status, Json(json!({ "code": self.0.code, "message": self.0.message }))).into_response();
+        if self.0.kind == Kind::Unavailable {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(RETRY_AFTER_S));
+        }
+        response
     }
 }
 
@@ -248,11 +255,14 @@ async fn open_session(State(gw): State<Arc<Shared>>, Body(open): Body<SignedSess
         return Err(tandem_core::Rejection::new(Code::BadSignature, "the open request's signature does not verify").into());
     }
     let record = borsh::to_vec(&WalRecord::Opened(open.clone())).expect("encoding");
+    // The record's place in the log is taken before deciding (see
+    // `service`): a full queue refuses here, with nothing decided.
+    let reservation = gw.wal.reserve().map_err(|e| wal_refusal(&gw, e))?;
     let (id, wait) = {
         let mut st = gw.ledger();
         let st = &mut *st;
         let id = st.ledger.open_session(&st.base, now_ms(), open.clone())?;
-        (id, gw.wal.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e)))
+        (id, reservation.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e)))
     };
     wait.await.unwrap_or_else(|e| fatal_wal(&e));
     let _ = gw.events.send(Event::SessionOpened { session: id, owner: open.open.owner.to_hex() });
@@ -281,13 +291,14 @@ async fn post_step(State(gw): State<Arc<Shared>>, Path(id): Path<String>, Body(s
     };
     // Outside the lock: the decision under it then finds them in the memo.
     tandem_core::apply::precheck_signatures(&signed, &gw.sigs);
+    let reservation = gw.wal.reserve().map_err(|e| wal_refusal(&gw, e))?;
     let (accepted, wait) = {
         let mut st = gw.ledger();
         let st = &mut *st;
         let accepted = st.ledger.accept_step(&st.base, now_ms(), verified)?;
         let record = borsh::to_vec(&WalRecord::Step { step: signed.clone(), outcome: accepted.outcome_hash }).expect("encoding");
         // Queued under the lock: the log keeps the order of decisions.
-        (accepted, gw.wal.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e)))
+        (accepted, reservation.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e)))
     };
     // Acked means durable: no answer before the fsync.
     wait.await.unwrap_or_else(|e| fatal_wal(&e));
@@ -320,11 +331,16 @@ async fn commit(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> ApiRes
                 None => Err(GwError::unknown_session(id).into()),
             };
         };
+        // Closing an open session is a decision to log: its place first.
+        let reservation = match was {
+            SessionStatus::Open => Some(gw.wal.reserve().map_err(|e| wal_refusal(&gw, e))?),
+            _ => None,
+        };
         st.ledger.request_commit(&id, now_ms())?;
         let status = st.ledger.session(&id).map(|s| s.status.clone()).unwrap_or(SessionStatus::Finalized);
-        let wait = (was == SessionStatus::Open).then(|| {
+        let wait = reservation.map(|r| {
             let record = borsh::to_vec(&WalRecord::Commit(id)).expect("encoding");
-            gw.wal.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e))
+            r.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e))
         });
         (status, wait)
     };
@@ -488,6 +504,7 @@ async fn status(State(gw): State<Arc<Shared>>) -> Json<Value> {
         "sessions": { "open": open, "committing": committing, "finalized": finalized, "rejected": rejected },
         "pending_steps": st.ledger.pending_steps(),
         "prediction_mismatches": st.ledger.mismatches(),
+        "l1_refused_batches": gw.refusals.lock().map(|r| r.clone()).unwrap_or_else(|p| p.into_inner().clone()),
         "uptime_s": gw.started.elapsed().as_secs(),
     }))
 }
