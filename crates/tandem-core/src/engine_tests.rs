@@ -301,6 +301,73 @@ fn oversized_and_malformed_fields_are_invalid_payload() {
     assert_eq!(code_of(f.run(Role::Supplier, "Q", register(&s, "R"))), Code::InvalidPayload);
 }
 
+/// The size bounds in `limits.rs` are computed, not measured: the largest
+/// step the workflow accepts (a full manifest, every field at its limit, on a
+/// chain id of the longest length) encodes to exactly `SIGNED_STEP_BYTES_MAX`
+/// and is accepted, and a batch of one such step with its open request fits
+/// the overhead bound.
+#[test]
+fn the_largest_accepted_step_is_exactly_the_computed_bound() {
+    use crate::apply::apply_batch;
+    use crate::limits::{batch_step_bytes, BATCH_OVERHEAD_BYTES_MAX, CHAIN_ID_BYTES_MAX, SIGNED_STEP_BYTES_MAX, STEP_BYTES_MAX};
+    use crate::message::{SessionOpen, Step};
+    let cast = Cast::new();
+    let chain = "c".repeat(CHAIN_ID_BYTES_MAX);
+    let mut state = Overlay::new(BTreeMap::new());
+    cast.genesis().apply(&chain, &mut state).expect("genesis");
+    let ctx = crate::apply::Ctx { chain_id: &chain, ..ctx() };
+    let open = SessionOpen {
+        chain_id: chain.clone(),
+        owner: cast.supplier.public(),
+        gateway: Some(cast.gateway.public()),
+        nonce: 1,
+        client_time_ms: TIME_MS,
+    }
+    .sign(&cast.supplier);
+    let session = open.open.session_id();
+    let package = max_package_id("P-", 1);
+    let signed = Step {
+        chain_id: chain.clone(),
+        session,
+        seq: 1,
+        actor: cast.supplier.public(),
+        package_id: package.clone(),
+        action: max_register(&chain, &cast.supplier, &package),
+        client_time_ms: TIME_MS,
+    }
+    .sign(&cast.supplier);
+    let len = borsh::to_vec(&signed).expect("encodes").len();
+    assert_eq!(len, SIGNED_STEP_BYTES_MAX);
+    assert!(len <= STEP_BYTES_MAX);
+
+    let mut probe = Overlay::new(&state);
+    open_session(&mut probe, &ctx, &open).expect("open");
+    let outcome = apply(&mut probe, &ctx, &signed).expect("the largest step is accepted");
+    let batch = crate::message::BatchBody {
+        chain_id: chain.clone(),
+        session,
+        open: Some(open.clone()),
+        steps: vec![signed.clone()],
+        claims: vec![outcome.hash()],
+        gateway: cast.gateway.public(),
+    }
+    .sign(&cast.gateway);
+    let tx = Tx::SessionBatch(batch.clone()).encode();
+    assert!(tx.len() <= BATCH_OVERHEAD_BYTES_MAX + batch_step_bytes(SIGNED_STEP_BYTES_MAX), "{}", tx.len());
+    assert!(apply_batch(&mut Overlay::new(&state), &ctx, &batch).is_ok());
+
+    // One byte more anywhere is refused by the workflow.
+    let mut longer = signed.step.clone();
+    if let Action::Register { manifest, .. } = &mut longer.action {
+        manifest.lines[0].description.push('d');
+    }
+    let mut probe = Overlay::new(&state);
+    open_session(&mut probe, &ctx, &open).expect("open");
+    let longer = longer.sign(&cast.supplier);
+    assert_eq!(borsh::to_vec(&longer).expect("encodes").len(), SIGNED_STEP_BYTES_MAX + 1);
+    assert_eq!(code_of(apply(&mut probe, &ctx, &longer)), Code::InvalidPayload);
+}
+
 fn full_session(cast: &Cast, state: &mut Mem, package: &str) -> SessionBatch {
     // The supplier registers directly on L1, then an operator's gateway session
     // scans, validates, checks and labels.

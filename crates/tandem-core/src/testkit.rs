@@ -8,6 +8,7 @@ use crate::apply::Ctx;
 use crate::crypto::{Domain, Hash, PublicKey, SecretKey};
 use crate::genesis::{Genesis, GenesisActor, GenesisGateway};
 use crate::kv::Overlay;
+use crate::limits::{ID_BYTES_MAX, MANIFEST_LINES_MAX, QUANTITY_MAX, TEXT_BYTES_MAX};
 use crate::message::{Action, BatchBody, ItemCount, SessionBatch, SessionOpen, SignedSessionOpen, SignedStep, Step};
 use crate::model::{Manifest, ManifestLine, Priority, Role};
 use crate::workflow::INTAKE;
@@ -124,6 +125,41 @@ pub fn manifest(package: &str) -> Manifest {
 /// `register`, with the manifest signed by `supplier`.
 pub fn register(supplier: &SecretKey, package: &str) -> Action {
     let manifest = manifest(package);
+    let manifest_signature = supplier.sign(Domain::Manifest, &manifest);
+    Action::Register { manifest, manifest_signature }
+}
+
+/// A package id of exactly [`ID_BYTES_MAX`] bytes: `prefix`, then `n`
+/// zero-padded to the full length (so ids sort in `n` order).
+pub fn max_package_id(prefix: &str, n: u64) -> String {
+    let digits = ID_BYTES_MAX - prefix.len();
+    format!("{prefix}{n:0digits$}")
+}
+
+/// The largest manifest the workflow accepts for `package` on `chain_id`:
+/// [`MANIFEST_LINES_MAX`] lines, every id [`ID_BYTES_MAX`] bytes, every
+/// description [`TEXT_BYTES_MAX`] bytes.
+pub fn max_manifest(chain_id: &str, package: &str) -> Manifest {
+    let id = |prefix: &str, n: usize| format!("{prefix}{n:0width$}", width = ID_BYTES_MAX - prefix.len());
+    Manifest {
+        chain_id: chain_id.into(),
+        package_id: package.into(),
+        delivery_note_id: id("DN-", 0),
+        lines: (0..MANIFEST_LINES_MAX)
+            .map(|i| ManifestLine { item_id: id("SKU-", i), description: "d".repeat(TEXT_BYTES_MAX), quantity: QUANTITY_MAX })
+            .collect(),
+    }
+}
+
+/// `register` of maximum size ([`max_manifest`], signed by `supplier`). With a
+/// [`max_package_id`] and a chain id of [`CHAIN_ID_BYTES_MAX`] bytes its
+/// signed step is exactly [`SIGNED_STEP_BYTES_MAX`] bytes, the largest step
+/// the workflow accepts.
+///
+/// [`CHAIN_ID_BYTES_MAX`]: crate::limits::CHAIN_ID_BYTES_MAX
+/// [`SIGNED_STEP_BYTES_MAX`]: crate::limits::SIGNED_STEP_BYTES_MAX
+pub fn max_register(chain_id: &str, supplier: &SecretKey, package: &str) -> Action {
+    let manifest = max_manifest(chain_id, package);
     let manifest_signature = supplier.sign(Domain::Manifest, &manifest);
     Action::Register { manifest, manifest_signature }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, ensure, Context};
+use tandem_core::limits::{L1_MEMPOOL_TX_BYTES_MIN, L1_RPC_BODY_BYTES_MIN};
 use toml_edit::{value, DocumentMut, Item};
 
 use crate::keys::{app_state, DemoKey, DEMO_IDENTITIES};
@@ -195,6 +196,11 @@ fn edit_config(node: &NodeLayout, profile: Profile, validators: usize) -> anyhow
         // a transaction still in the mempool, so rechecking them all after
         // every block is pure overhead (the app would answer OK at once anyway).
         ("mempool.recheck", value(false)),
+        // The sizes every batch is cut to fit (`tandem_core::limits`), written
+        // out rather than left to CometBFT's defaults: a transaction travels
+        // base64-encoded in the RPC request body.
+        ("rpc.max_body_bytes", value(L1_RPC_BODY_BYTES_MIN as i64)),
+        ("mempool.max_tx_bytes", value(L1_MEMPOOL_TX_BYTES_MIN as i64)),
     ];
     for (k, v) in edits {
         set(&mut doc, k, v)?;

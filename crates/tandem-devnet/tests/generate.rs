@@ -53,6 +53,9 @@ fn generates_a_four_node_tuned_devnet() {
         assert_eq!(str_at(&doc, "", "moniker"), format!("validator-{i}"));
         assert_eq!(str_at(&doc, "", "proxy_app"), node.abci_addr);
         assert_eq!(doc["mempool"]["recheck"].as_bool(), Some(false));
+        // The sizes batches are cut to fit are written out, not left to defaults.
+        assert_eq!(doc["rpc"]["max_body_bytes"].as_integer(), Some(tandem_core::limits::L1_RPC_BODY_BYTES_MIN as i64));
+        assert_eq!(doc["mempool"]["max_tx_bytes"].as_integer(), Some(tandem_core::limits::L1_MEMPOOL_TX_BYTES_MIN as i64));
         assert_eq!(str_at(&doc, "rpc", "laddr"), format!("tcp://{ip}:26657"));
         assert_eq!(str_at(&doc, "p2p", "laddr"), format!("tcp://{ip}:26656"));
         assert_eq!(doc["p2p"]["allow_duplicate_ip"].as_bool(), Some(true));

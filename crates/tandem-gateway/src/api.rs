@@ -32,7 +32,7 @@ use crate::error::{kind_of, GwError, Kind};
 use crate::finality::FinalStep;
 use crate::ledger::{issue_receipt, tx_hash, Event, SessionStatus, StepRecord, WalRecord};
 use crate::limit::Client;
-use crate::service::{fatal_wal, now_ms, Shared};
+use crate::service::{fatal_wal, now_ms, wal_refusal, Shared};
 
 /// The OpenAPI document.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -58,12 +58,20 @@ impl From<tandem_core::Rejection> for ApiError {
     }
 }
 
+/// Seconds a client is told to wait (`Retry-After`) before retrying a 503.
+pub const RETRY_AFTER_S: u64 = 1;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.error.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = (status, Json(json!({ "code": self.error.code, "message": self.error.message }))).into_response();
-        if let Some(wait) = self.retry_after {
-            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        // Every 503 says when to come back; a 429 says when its client is
+        // admitted again.
+        let secs = match self.retry_after {
+            Some(wait) => Some(wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
+            None => (self.error.kind == Kind::Unavailable).then_some(RETRY_AFTER_S),
+        };
+        if let Some(secs) = secs {
             resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs.max(1)));
         }
         resp
@@ -180,7 +188,8 @@ fn serve(signed: Router<Arc<Shared>>, limited: Router<Arc<Shared>>, gw: Arc<Shar
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let what = panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("");
     tracing::error!(panic = what, "a request handler panicked; answered 500");
-    ApiError::from(GwError::new(Kind::Internal, "internal", "the gateway failed to handle this request; it keeps serving others")).into_response()
+    ApiError::from(GwError::new(Kind::Internal, "internal", "the gateway failed to handle this request; it keeps serving others"))
+        .into_response()
 }
 
 /// The dashboard (`assets/` beside `src/`), embedded at build time: name,
@@ -291,11 +300,14 @@ async fn open_session(State(gw): State<Arc<Shared>>, peer: Peer, Body(open): Bod
         return Err(tandem_core::Rejection::new(Code::BadSignature, "the open request's signature does not verify").into());
     }
     let record = borsh::to_vec(&WalRecord::Opened(open.clone())).expect("borsh encoding into a Vec cannot fail");
+    // The record's place in the log is taken before deciding (see
+    // `service`): a full queue refuses here, with nothing decided.
+    let reservation = gw.wal.reserve().map_err(|e| wal_refusal(&gw, e))?;
     let (id, wait, again) = {
         let mut st = gw.ledger();
         let st = &mut *st;
         match st.ledger.open_session(&st.base, now_ms(), open.clone()) {
-            Ok(id) => (id, gw.wal.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e)), None),
+            Ok(id) => (id, reservation.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e)), None),
             Err(e) if e.code == "session_exists" => {
                 // A re-sent open (the session id is the hash of the request):
                 // the original answer, with where the session is now.
@@ -306,7 +318,7 @@ async fn open_session(State(gw): State<Arc<Shared>>, peer: Peer, Body(open): Bod
                     None => SessionStatus::Finalized,
                 };
                 // Answered only once the first answer's record is durable.
-                (id, gw.wal.enqueue(Vec::new()).unwrap_or_else(|e| fatal_wal(&e)), Some(status))
+                (id, reservation.enqueue(Vec::new()).unwrap_or_else(|e| fatal_wal(&e)), Some(status))
             }
             Err(e) => return Err(e.into()),
         }
@@ -347,6 +359,7 @@ async fn post_step(
     };
     // Outside the lock: the decision under it then finds them in the memo.
     tandem_core::apply::precheck_signatures(&signed, &gw.sigs);
+    let reservation = gw.wal.reserve().map_err(|e| wal_refusal(&gw, e))?;
     let decided = {
         let mut st = gw.ledger();
         let st = &mut *st;
@@ -354,7 +367,7 @@ async fn post_step(
             let record = borsh::to_vec(&WalRecord::Step { step: signed.clone(), outcome: accepted.outcome_hash })
                 .expect("borsh encoding into a Vec cannot fail");
             // Queued under the lock: the log keeps the order of decisions.
-            (accepted, gw.wal.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e)))
+            (accepted, reservation.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e)))
         })
     };
     let (accepted, wait) = match decided {
@@ -393,8 +406,11 @@ async fn answer_again(gw: &Shared, signed: &SignedStep, refusal: GwError) -> Api
         match st.ledger.prior_step(signed) {
             Some(Ok(rec)) => {
                 let package = st.ledger.tentative(&st.base).package(&s.package_id);
-                // The first answer waited for its record's fsync; so does this one.
-                Some((rec.outcome.clone(), rec.receipt.clone(), package, gw.wal.enqueue(Vec::new()).unwrap_or_else(|e| fatal_wal(&e))))
+                // The first answer waited for its record's fsync; so does
+                // this one (an empty barrier, which needs a place in the
+                // queue like any request: a full queue answers 503).
+                let place = gw.wal.reserve().map_err(|e| wal_refusal(gw, e))?;
+                Some((rec.outcome.clone(), rec.receipt.clone(), package, place.enqueue(Vec::new()).unwrap_or_else(|e| fatal_wal(&e))))
             }
             Some(Err(e)) => return Err(e.into()),
             None => None,
@@ -521,11 +537,16 @@ async fn commit(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> ApiRes
                 None => Err(GwError::unknown_session(id).into()),
             };
         };
+        // Closing an open session is a decision to log: its place first.
+        let reservation = match was {
+            SessionStatus::Open => Some(gw.wal.reserve().map_err(|e| wal_refusal(&gw, e))?),
+            _ => None,
+        };
         st.ledger.request_commit(&id, now_ms())?;
         let status = st.ledger.session(&id).map(|s| s.status.clone()).unwrap_or(SessionStatus::Finalized);
-        let wait = (was == SessionStatus::Open).then(|| {
+        let wait = reservation.map(|r| {
             let record = borsh::to_vec(&WalRecord::Commit(id)).expect("borsh encoding into a Vec cannot fail");
-            gw.wal.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e))
+            r.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e))
         });
         (status, wait)
     };
@@ -714,6 +735,7 @@ async fn status(State(gw): State<Arc<Shared>>) -> Json<Value> {
         "prediction_mismatches": st.ledger.mismatches(),
         "foreign_batches": st.ledger.foreign_batches(),
         "l1_record": st.base.gateway(&gw.config.key.public()),
+        "l1_refused_batches": gw.refusals.lock().map(|r| r.clone()).unwrap_or_else(|p| p.into_inner().clone()),
         "uptime_s": gw.started.elapsed().as_secs(),
     }))
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tandem_core::apply::{apply_verified, open_session, Ctx, TxResult, VerifiedStep};
 use tandem_core::kv::{KvRead, Overlay, WriteSet};
-use tandem_core::limits::BATCH_STEPS_MAX;
+use tandem_core::limits::{batch_step_bytes, BATCH_BYTES_MAX, BATCH_OVERHEAD_BYTES_MAX, BATCH_STEPS_MAX, STEP_BYTES_MAX};
 use tandem_core::message::{BatchBody, Receipt, ReceiptBody, SessionBatch, SignedSessionOpen, SignedStep, Tx};
 use tandem_core::model::Package;
 use tandem_core::state::StateRead;
@@ -156,6 +156,9 @@ pub struct Session {
     /// is sent again only once every dependency is final, and a failure
     /// then is real.
     after_final_deps: bool,
+    /// Encoded size its batches are filled up to: [`BATCH_BYTES_MAX`], or
+    /// less after L1 refused one of its batches for its size.
+    batch_bytes_max: usize,
 }
 
 impl Session {
@@ -174,6 +177,7 @@ impl Session {
             deps: BTreeSet::new(),
             inflight: None,
             after_final_deps: false,
+            batch_bytes_max: BATCH_BYTES_MAX,
         }
     }
 
@@ -509,6 +513,17 @@ impl Ledger {
                 return Err(GwError::package_locked(&s.package_id));
             }
         }
+        // Every step the workflow accepts fits this bound (a compile-time
+        // check in `limits.rs`), so a batch always has room for it; a larger
+        // one could never be sent and is refused before it is decided.
+        let bytes = borsh::object_length(step.signed()).unwrap_or(usize::MAX);
+        if bytes > STEP_BYTES_MAX {
+            return Err(GwError::new(
+                Kind::TooLarge,
+                "step_too_large",
+                format!("the step encodes to {bytes} bytes; a step is at most {STEP_BYTES_MAX} bytes"),
+            ));
+        }
         // Decided over the pending writes without touching them: they take
         // the step's writes only once everything below has succeeded.
         let ctx = self.ctx(now_ms);
@@ -610,7 +625,9 @@ impl Ledger {
 
     /// Batches ready to broadcast: committing sessions with unsent steps,
     /// nothing in flight (or in flight too long), and every session they
-    /// depend on final.
+    /// depend on final. Each batch carries the session's next steps up to
+    /// [`BATCH_BYTES_MAX`] encoded bytes (or the session's smaller budget)
+    /// and [`BATCH_STEPS_MAX`] steps; the rest follow in later batches.
     ///
     /// `durable` is how many of this ledger's log records (see
     /// [`Ledger::logged`]) are fsynced. Only durable steps are sent: a step
@@ -650,14 +667,9 @@ impl Ledger {
                 out.push(Outgoing { session: id, tx_hash: tx_hash(&tx), tx, last_seq });
                 continue;
             }
-            let first = session.chain_seq + 1;
-            let Some(last_seq) = session.steps.iter().take_while(|s| s.log_pos <= durable).last().map(|s| s.signed.step.seq) else {
+            let Some(upto) = batch_end(session, durable) else {
                 continue;
             };
-            if last_seq < first {
-                continue;
-            }
-            let upto = last_seq.min(first + BATCH_STEPS_MAX as u64 - 1);
             let (tx, last_seq) = build_batch(&self.chain_id, &self.key, session, upto);
             let hash = tx_hash(&tx);
             session.inflight = Some(InFlight { tx_hash: hash.clone(), last_seq, sent_ms: now_ms, optimistic });
@@ -763,6 +775,25 @@ impl Ledger {
         if let Some(s) = self.sessions.get_mut(session) {
             s.inflight = None;
         }
+    }
+
+    /// L1's RPC or mempool refused the session's batch of `tx_bytes` for its
+    /// size (a validator configured below the limits in `limits.rs`): its
+    /// batches are cut to half that size from now on, and the next round
+    /// sends the smaller one. Returns `false` when the refused batch held a
+    /// single step, which no smaller batch can carry.
+    pub fn shrink_batches(&mut self, id: &Hash, tx_bytes: usize) -> bool {
+        let Some(s) = self.sessions.get_mut(id) else {
+            return true;
+        };
+        let Some(f) = s.inflight.take() else {
+            return true;
+        };
+        if f.last_seq <= s.chain_seq + 1 {
+            return false;
+        }
+        s.batch_bytes_max = s.batch_bytes_max.min(tx_bytes / 2);
+        true
     }
 
     /// Reject a live session locally (the broadcast was refused outright).
@@ -1122,6 +1153,27 @@ pub enum WalRecord {
 /// same bytes: what a re-sent step is answered with.
 pub fn issue_receipt(chain_id: &str, key: &SecretKey, session: Hash, seq: u64, outcome: &Outcome) -> Receipt {
     Receipt::issue(ReceiptBody { chain_id: chain_id.to_string(), session, seq, step: outcome.step, outcome: outcome.hash() }, key)
+}
+
+/// The last seq of `session`'s next batch: the steps after its last final
+/// one, as many as fit its byte budget and [`BATCH_STEPS_MAX`], and always at
+/// least one (every step fits a batch: see `limits.rs`), counting only steps
+/// whose log records are among the first `durable` fsynced ones. `None` when
+/// there is no such step.
+fn batch_end(session: &Session, durable: u64) -> Option<u64> {
+    let first = session.chain_seq + 1;
+    let mut bytes = BATCH_OVERHEAD_BYTES_MAX;
+    let mut last = None;
+    let unsent = session.steps.iter().filter(|s| s.signed.step.seq >= first).take_while(|s| s.log_pos <= durable);
+    for (n, s) in unsent.enumerate() {
+        let add = batch_step_bytes(borsh::object_length(&s.signed).unwrap_or(usize::MAX));
+        if n >= BATCH_STEPS_MAX || (last.is_some() && bytes.saturating_add(add) > session.batch_bytes_max) {
+            break;
+        }
+        bytes = bytes.saturating_add(add);
+        last = Some(s.signed.step.seq);
+    }
+    last
 }
 
 /// The batch for `session`'s steps from its last final one up to `upto`.

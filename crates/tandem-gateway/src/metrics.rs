@@ -1,8 +1,9 @@
 //! Prometheus metrics of the gateway: step latency, WAL fsync time, L1
 //! finality latency, sessions by state, backlog, prediction mismatches,
-//! batches under this gateway's key it never built.
+//! batches under this gateway's key it never built;
+//! batches L1 refused (by code) and work put off by a full WAL queue.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 /// Every metric, registered in one registry.
 pub struct Metrics {
@@ -25,6 +26,11 @@ pub struct Metrics {
     pub foreign_batches: IntGauge,
     /// Last replayed L1 height.
     pub l1_height: IntGauge,
+    /// Batches L1 or its RPC refused, by refusal code.
+    pub l1_refused_batches: IntCounterVec,
+    /// Requests (and automatic commits or compactions) put off because the
+    /// WAL's queue was full.
+    pub wal_backpressure: IntCounter,
 }
 
 fn buckets() -> Vec<f64> {
@@ -48,7 +54,16 @@ impl Metrics {
         };
         let sessions = IntGaugeVec::new(Opts::new("sessions", "Sessions by state"), &["state"]).expect("valid gauge");
         registry.register(Box::new(sessions.clone())).expect("unique name");
+        let l1_refused_batches =
+            IntCounterVec::new(Opts::new("l1_refused_batches_total", "Batches L1 or its RPC refused, by code"), &["code"])
+                .expect("valid counter");
+        registry.register(Box::new(l1_refused_batches.clone())).expect("unique name");
+        let wal_backpressure =
+            IntCounter::new("wal_backpressure_total", "Work put off because the WAL queue was full").expect("valid counter");
+        registry.register(Box::new(wal_backpressure.clone())).expect("unique name");
         Metrics {
+            l1_refused_batches,
+            wal_backpressure,
             step_seconds: h("step_seconds", "Step latency: arrival to durable acknowledgement"),
             wal_fsync_seconds: h("wal_fsync_seconds", "WAL fsync duration per group commit"),
             finality_seconds: h("finality_seconds", "Session finality latency: commit request to L1 finality"),

@@ -9,7 +9,30 @@
 //!   results to the ledger: finality, rejections, conflicts.
 //! - The ticker closes sessions due for an automatic commit and broadcasts
 //!   the batches the ledger has ready (`broadcast_tx_sync`; finality arrives
-//!   through the follower, never by polling a transaction).
+//!   through the follower, never by polling a transaction). A batch L1 or
+//!   its RPC refuses is logged, counted (`l1_refused_batches_total{code}`)
+//!   and shown in `/v1/status`; a refusal for size makes the session's
+//!   batches smaller, a CheckTx refusal rejects the session.
+//!
+//! # Memory never ahead of the log
+//!
+//! Every decision that changes the ledger (open, step, commit, automatic
+//! commit) first takes a place in the WAL's queue ([`Wal::reserve`]), then
+//! decides under the lock, then queues its record through that place under
+//! the same lock. Queuing into a reserved place is never refused for
+//! backpressure, so a decision is always logged; when the queue is full the
+//! reservation fails *before* anything is decided and the request gets 503
+//! `backlog_full` with `Retry-After` (an automatic commit waits for a later
+//! tick). Only a failure of the log itself (an I/O error, a poisoned or
+//! closed log) stops the process ([`fatal_wal`]).
+//!
+//! # Compaction
+//!
+//! The ticker rewrites the WAL with exactly the live sessions' records when
+//! the file is larger than both `wal_compact_bytes` and twice its size
+//! right after the previous compaction, so a live set above the threshold
+//! is not rewritten on every tick, and the cost of rewriting stays in
+//! proportion to what was appended since.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +45,7 @@ use tandem_core::genesis::Genesis;
 use tandem_core::SecretKey;
 use tandem_rpc::{L1Error, L1};
 use tandem_state::Snapshot;
-use tandem_wal::{Wal, WalConfig};
+use tandem_wal::{Reservation, Wal, WalConfig, WalError};
 use tokio::sync::broadcast;
 
 use crate::ledger::{Event, Ledger, LedgerConfig, ReplayedBlock, SessionStatus, WalRecord};
@@ -52,8 +75,12 @@ pub struct GatewayConfig {
     pub tick: Duration,
     /// How long a direct L1 step may wait for its block.
     pub l1_step_timeout: Duration,
-    /// Compact the WAL when it grows past this many bytes.
+    /// Compact the WAL when it grows past this many bytes and past twice
+    /// its size after the previous compaction.
     pub wal_compact_bytes: u64,
+    /// Requests the WAL queues at most before new work gets 503
+    /// `backlog_full` (see [`tandem_wal::WalConfig::queue_max`]).
+    pub wal_queue_max: usize,
     /// Folder of a local devnet's demo key files, served at `/v1/demo/keys`
     /// for the dashboard's operator console. `None` (the default) serves
     /// nothing: only a local devnet (`tandem up`) should set it.
@@ -74,6 +101,7 @@ impl GatewayConfig {
             tick: Duration::from_millis(10),
             l1_step_timeout: Duration::from_secs(30),
             wal_compact_bytes: 64 * 1024 * 1024,
+            wal_queue_max: tandem_wal::DEFAULT_QUEUE_MAX,
             demo_keys: None,
         }
     }
@@ -122,6 +150,38 @@ pub struct Shared {
     pub started: Instant,
     /// Records written since the last compaction.
     pub wal_records: AtomicU64,
+    /// Size of the WAL right after the last compaction, in bytes.
+    pub wal_compacted_bytes: AtomicU64,
+    /// Ticker rounds run (for tests that wait for a number of ticks).
+    pub ticks: AtomicU64,
+    /// Batches L1 or its RPC refused.
+    pub refusals: Mutex<Refusals>,
+}
+
+/// Batches L1 or its RPC refused, for `/v1/status`.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Refusals {
+    /// How many, since the gateway started.
+    pub total: u64,
+    /// The latest one.
+    pub last: Option<Refusal>,
+}
+
+/// One refused batch.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Refusal {
+    /// Stable code: a CheckTx code name (e.g. `too_large`), `tx_too_large`
+    /// (the RPC body limit or the mempool's `max_tx_bytes`), or `rpc_error`
+    /// (any other error a validator answered with).
+    pub code: String,
+    /// What L1 said.
+    pub detail: String,
+    /// The session whose batch it was.
+    pub session: tandem_core::Hash,
+    /// The batch's size in bytes.
+    pub tx_bytes: usize,
+    /// Gateway clock (ms since the epoch).
+    pub at_ms: u64,
 }
 
 /// Batches broadcast at once by one ticker round. Enough to keep CometBFT's
@@ -210,6 +270,7 @@ impl Gateway {
         let fsync_hist = metrics.wal_fsync_seconds.clone();
         let wal_config = WalConfig {
             on_fsync: Some(Arc::new(move |d: Duration, _n: usize| fsync_hist.observe(d.as_secs_f64()))),
+            queue_max: config.wal_queue_max,
             ..WalConfig::default()
         };
         let (wal, recovered) = Wal::open(&config.data_dir.join("wal"), wal_config).context("opening the WAL")?;
@@ -241,6 +302,9 @@ impl Gateway {
             chain_id,
             started: Instant::now(),
             wal_records: AtomicU64::new(0),
+            wal_compacted_bytes: AtomicU64::new(0),
+            ticks: AtomicU64::new(0),
+            refusals: Mutex::new(Refusals::default()),
         });
         // Catch up before deciding what the log's sessions still need.
         if let Err(e) = catch_up(&shared).await {
@@ -253,22 +317,32 @@ impl Gateway {
             st.ledger.recover(&st.base, now_ms(), records)
         };
         tracing::info!(records = n, sessions, steps, height = shared.replica.height(), "gateway recovered");
-        compact(&shared).await?;
+        let reservation = shared.wal.reserve().context("reserving the WAL for its first compaction")?;
+        compact(&shared, reservation).await?;
         let tasks = vec![tokio::spawn(follow(shared.clone())), tokio::spawn(tick(shared.clone()))];
         Ok(Gateway { shared, tasks })
     }
 }
 
-/// Rewrite the WAL with exactly the live sessions' records.
-async fn compact(shared: &Shared) -> anyhow::Result<()> {
-    let wait = {
+/// Rewrite the WAL with exactly the live sessions' records, into a place
+/// reserved in its queue.
+async fn compact(shared: &Shared, reservation: Reservation) -> anyhow::Result<()> {
+    let (wait, bytes) = {
         let st = shared.ledger();
         let records: Vec<Vec<u8>> = st.ledger.wal_records().iter().map(|r| borsh::to_vec(r).expect("encoding to a Vec")).collect();
         shared.wal_records.store(records.len() as u64, Ordering::Relaxed);
-        shared.wal.enqueue_rewrite(records)?
+        let bytes: usize = records.iter().map(|r| tandem_wal::HEADER_LEN + r.len()).sum();
+        (reservation.enqueue_rewrite(records)?, bytes as u64)
     };
     wait.await.context("compacting the WAL")?;
+    shared.wal_compacted_bytes.store(bytes, Ordering::Relaxed);
     Ok(())
+}
+
+/// Whether a log of `file_len` bytes is due for compaction: larger than the
+/// threshold and than twice its size after the last compaction.
+pub fn compaction_due(file_len: u64, compacted_len: u64, threshold: u64) -> bool {
+    file_len > threshold.max(compacted_len.saturating_mul(2))
 }
 
 /// Replay every block L1 has that the replica has not.
@@ -374,63 +448,94 @@ async fn tick(shared: Arc<Shared>) {
             _ = interval.tick() => {}
             () = shared.wake.notified() => {}
         }
+        shared.ticks.fetch_add(1, Ordering::Relaxed);
         let now = now_ms();
-        let (outgoing, commits) = {
+        let (outgoing, committed, commits) = {
             let mut st = shared.ledger();
             let due = st.ledger.due_commits(now);
+            let mut committed = Vec::new();
             let mut commits = Vec::new();
             for id in &due {
+                // A full WAL queue defers the automatic commit to a later
+                // tick: nothing is decided without its place in the log.
+                let reservation = match shared.wal.reserve() {
+                    Ok(r) => r,
+                    Err(WalError::Backpressure) => {
+                        shared.metrics.wal_backpressure.inc();
+                        break;
+                    }
+                    Err(e) => fatal_wal(&e),
+                };
                 if st.ledger.request_commit(id, now).is_ok() {
                     let rec = borsh::to_vec(&WalRecord::Commit(*id)).expect("encoding");
-                    match shared.wal.enqueue(vec![rec]) {
-                        Ok(w) => commits.push(w),
-                        Err(e) => fatal_wal(&e),
-                    }
+                    commits.push(reservation.enqueue(vec![rec]).unwrap_or_else(|e| fatal_wal(&e)));
+                    committed.push(*id);
                 }
             }
             let ready = backoff_until.is_none_or(|t| Instant::now() >= t);
             // Only what the log has fsynced goes to L1 (see `Ledger::batches_to_send`).
             let durable = shared.wal.stats().records_appended;
             let outgoing = if ready { st.ledger.batches_to_send(now, durable) } else { Vec::new() };
-            if !due.is_empty() {
+            if !committed.is_empty() {
                 update_gauges(&shared, &st.ledger);
             }
-            (outgoing, (due, commits))
+            (outgoing, committed, commits)
         };
-        for id in commits.0 {
-            let _ = shared.events.send(Event::SessionCommitting { session: id });
-        }
-        for w in commits.1 {
+        for w in commits {
             if let Err(e) = w.await {
                 fatal_wal(&e);
             }
         }
+        for id in committed {
+            let _ = shared.events.send(Event::SessionCommitting { session: id });
+        }
         // Batches go out concurrently: the ledger only offers a session whose
         // dependencies are final, so no two batches in one round depend on
         // each other's order.
-        let results: Vec<(tandem_core::Hash, Result<tandem_rpc::Broadcast, L1Error>)> = futures::stream::iter(outgoing)
+        let results: Vec<(tandem_core::Hash, usize, Result<tandem_rpc::Broadcast, L1Error>)> = futures::stream::iter(outgoing)
             .map(|out| {
                 let l1 = shared.l1.clone();
-                async move { (out.session, l1.broadcast_tx_sync(out.tx).await) }
+                async move { (out.session, out.tx.len(), l1.broadcast_tx_sync(out.tx).await) }
             })
             .buffer_unordered(BROADCASTS_IN_FLIGHT_MAX)
             .collect()
             .await;
         let mut failed = false;
-        for (session, result) in results {
+        for (session, tx_bytes, result) in results {
             match result {
                 Ok(b) if b.code == 0 => {}
                 Ok(b) => {
                     // CheckTx is stateless: a refusal means the batch itself
                     // is broken, and re-sending cannot help.
                     let code = tandem_core::Code::from_number(b.code).map_or("l1_refused", |c| c.name());
-                    tracing::error!(session = %session, code, log = %b.log, "L1 refused a batch at CheckTx");
+                    refused(&shared, session, tx_bytes, code, &b.log);
                     let events = shared.ledger().ledger.reject(&session, None, code, b.log);
                     for e in events {
                         let _ = shared.events.send(e);
                     }
                 }
                 Err(L1Error::AlreadyInMempool) => {}
+                Err(L1Error::TooLarge(detail)) => {
+                    // A validator's RPC or mempool limit is below what
+                    // `limits.rs` assumes: the same bytes would be refused
+                    // forever, so the session's batches get smaller.
+                    refused(&shared, session, tx_bytes, "tx_too_large", &detail);
+                    let mut st = shared.ledger();
+                    if !st.ledger.shrink_batches(&session, tx_bytes) {
+                        let events = st.ledger.reject(&session, None, "tx_too_large", detail);
+                        drop(st);
+                        for e in events {
+                            let _ = shared.events.send(e);
+                        }
+                    }
+                }
+                Err(L1Error::Rpc(detail)) => {
+                    // A validator answered with an error (e.g. a full
+                    // mempool): sent again after a pause, and never silently.
+                    refused(&shared, session, tx_bytes, "rpc_error", &detail);
+                    shared.ledger().ledger.unsent(&session);
+                    failed = true;
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "broadcast failed; will retry");
                     shared.ledger().ledger.unsent(&session);
@@ -444,16 +549,53 @@ async fn tick(shared: Arc<Shared>) {
             shared.limits.forget_idle();
             limits_swept = Instant::now();
         }
-        if shared.wal.stats().file_len > shared.config.wal_compact_bytes {
-            if let Err(e) = compact(&shared).await {
-                tracing::error!(error = %e, "WAL compaction failed");
+        let compacted = shared.wal_compacted_bytes.load(Ordering::Relaxed);
+        if compaction_due(shared.wal.stats().file_len, compacted, shared.config.wal_compact_bytes) {
+            // A full queue defers compaction to a later tick.
+            match shared.wal.reserve() {
+                Ok(reservation) => {
+                    if let Err(e) = compact(&shared, reservation).await {
+                        tracing::error!(error = %e, "WAL compaction failed");
+                    }
+                }
+                Err(WalError::Backpressure) => shared.metrics.wal_backpressure.inc(),
+                Err(e) => fatal_wal(&e),
             }
         }
     }
 }
 
-/// A WAL failure after a decision leaves memory ahead of the disk: the only
-/// safe reaction is to stop, so that nothing unlogged is ever submitted.
+/// Record a batch L1 or its RPC refused: an error in the log, a count per
+/// code in the metrics, the latest in `/v1/status`.
+fn refused(shared: &Shared, session: tandem_core::Hash, tx_bytes: usize, code: &str, detail: &str) {
+    tracing::error!(session = %session, tx_bytes, code, detail, "L1 refused a batch");
+    shared.metrics.l1_refused_batches.with_label_values(&[code]).inc();
+    let mut r = shared.refusals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    r.total += 1;
+    r.last = Some(Refusal { code: code.to_string(), detail: detail.to_string(), session, tx_bytes, at_ms: now_ms() });
+}
+
+/// The answer to a request the WAL's queue has no room for: 503
+/// `backlog_full` (the API adds `Retry-After`). Any other WAL failure is a
+/// failure of the log and stops the process.
+pub fn wal_refusal(shared: &Shared, e: WalError) -> crate::error::GwError {
+    match e {
+        WalError::Backpressure => {
+            shared.metrics.wal_backpressure.inc();
+            crate::error::GwError::new(
+                crate::error::Kind::Unavailable,
+                "backlog_full",
+                "the write-ahead log's queue is full; retry shortly",
+            )
+        }
+        e => fatal_wal(&e),
+    }
+}
+
+/// A failure of the WAL itself (I/O, poisoned, closed) after a decision
+/// leaves memory ahead of the disk: the only safe reaction is to stop, so
+/// that nothing unlogged is ever submitted. A full queue is not such a
+/// failure: see [`wal_refusal`].
 pub fn fatal_wal(e: &tandem_wal::WalError) -> ! {
     tracing::error!(error = %e, "the write-ahead log failed; stopping the gateway");
     eprintln!("fatal: the write-ahead log failed: {e}");

@@ -312,6 +312,10 @@ impl Inner {
         let body = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
         let resp = self.http.post(url).json(&body).send().await.map_err(|e| Miss::Transport(format!("{url}: {e}")))?;
         let status = resp.status();
+        if status == reqwest::StatusCode::PAYLOAD_TOO_LARGE {
+            // A proxy in front of the node refused the body outright.
+            return Ok(Err(json!({ "message": format!("HTTP {status}"), "data": "request body too large" })));
+        }
         let bytes = resp.bytes().await.map_err(|e| Miss::Transport(format!("{url}: {e}")))?;
         // CometBFT sends JSON-RPC errors with HTTP 500, so the status alone
         // says nothing: the body decides.
@@ -335,6 +339,13 @@ fn rpc_error(error: &Value) -> L1Error {
     let data = error.get("data").and_then(Value::as_str).unwrap_or_default();
     if data.contains("already exists in cache") || message.contains("already exists in cache") {
         return L1Error::AlreadyInMempool;
+    }
+    // CometBFT's RPC server reads the body through Go's `MaxBytesReader`
+    // ("http: request body too large"); its mempool refuses a transaction over
+    // `max_tx_bytes` with "tx too large. Max size is …".
+    let text = format!("{message} {data}");
+    if text.contains("request body too large") || text.contains("tx too large") {
+        return L1Error::TooLarge(text.trim().to_string());
     }
     match (message, data) {
         ("", "") => L1Error::Rpc(error.to_string()),
@@ -559,6 +570,15 @@ mod tests {
         assert_eq!(rpc_error(&e), L1Error::AlreadyInMempool);
         let e = json!({ "code": -32603, "message": "Internal error", "data": "mempool is full" });
         assert_eq!(rpc_error(&e), L1Error::Rpc("Internal error: mempool is full".into()));
+    }
+
+    #[test]
+    fn size_refusals_are_too_large() {
+        // The RPC body limit (Go's MaxBytesReader) and the mempool's max_tx_bytes.
+        let e = json!({ "code": -32600, "message": "Invalid Request", "data": "error reading request body: http: request body too large" });
+        assert!(matches!(rpc_error(&e), L1Error::TooLarge(m) if m.contains("request body too large")));
+        let e = json!({ "code": -32603, "message": "Internal error", "data": "tx too large. Max size is 1048576, but got 1048577" });
+        assert!(matches!(rpc_error(&e), L1Error::TooLarge(m) if m.contains("tx too large")));
     }
 
     #[test]

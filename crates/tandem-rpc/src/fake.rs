@@ -9,7 +9,7 @@
 //! timer with [`FakeL1::auto_blocks`]) and whether L1 is reachable
 //! ([`FakeL1::set_available`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -47,6 +47,8 @@ struct Shared {
     chain: Mutex<Chain>,
     heights: watch::Sender<u64>,
     available: AtomicBool,
+    /// The RPC request body limit `broadcast_tx_sync` is held to.
+    rpc_body_bytes_max: AtomicUsize,
 }
 
 struct Chain {
@@ -91,7 +93,12 @@ impl FakeL1 {
         };
         let (heights, _) = watch::channel(0);
         Ok(FakeL1 {
-            shared: Arc::new(Shared { chain: Mutex::new(chain), heights, available: AtomicBool::new(true) }),
+            shared: Arc::new(Shared {
+                chain: Mutex::new(chain),
+                heights,
+                available: AtomicBool::new(true),
+                rpc_body_bytes_max: AtomicUsize::new(usize::MAX),
+            }),
             auto: Mutex::new(None),
         })
     }
@@ -143,6 +150,16 @@ impl FakeL1 {
             let height = lock(&self.shared.chain).storage.height();
             self.shared.heights.send_replace(height);
         }
+    }
+
+    /// Refuse, as CometBFT's RPC server does past `rpc.max_body_bytes`, a
+    /// broadcast whose JSON-RPC request (the transaction base64-encoded, plus
+    /// [`JSON_RPC_ENVELOPE_BYTES_MAX`]) would be larger than `bytes`:
+    /// [`L1Error::TooLarge`]. Unlimited by default.
+    ///
+    /// [`JSON_RPC_ENVELOPE_BYTES_MAX`]: tandem_core::limits::JSON_RPC_ENVELOPE_BYTES_MAX
+    pub fn set_rpc_body_bytes_max(&self, bytes: usize) {
+        self.shared.rpc_body_bytes_max.store(bytes, Ordering::SeqCst);
     }
 
     /// The committed height.
@@ -264,6 +281,10 @@ fn wall_clock_ms() -> u64 {
 impl L1 for FakeL1 {
     async fn broadcast_tx_sync(&self, tx: Vec<u8>) -> Result<Broadcast, L1Error> {
         self.check_available()?;
+        let body = tx.len().div_ceil(3) * 4 + tandem_core::limits::JSON_RPC_ENVELOPE_BYTES_MAX;
+        if body > self.shared.rpc_body_bytes_max.load(Ordering::SeqCst) {
+            return Err(L1Error::TooLarge("error reading request body: http: request body too large".into()));
+        }
         // CometBFT's tx hash: SHA-256 of the bytes.
         let hash = hex::encode_upper(Sha256::digest(&tx));
         // CheckTx as L1 runs it: stateless, a code rather than an error.

@@ -60,6 +60,12 @@ pub enum L1Error {
     /// The mempool already holds (or its cache remembers) these exact bytes.
     #[error("transaction already in the mempool")]
     AlreadyInMempool,
+    /// A validator refused the transaction for its size before CheckTx: the
+    /// RPC request body is over `rpc.max_body_bytes` (the transaction travels
+    /// base64-encoded) or the transaction over `mempool.max_tx_bytes`.
+    /// Sending the same bytes again cannot succeed.
+    #[error("L1 refused the transaction for its size: {0}")]
+    TooLarge(String),
     /// A validator answered, but with an error or with content we cannot read.
     #[error("L1 RPC error: {0}")]
     Rpc(String),

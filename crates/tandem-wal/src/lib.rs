@@ -35,6 +35,20 @@
 //! completes every waiter of that group. Under load, many appends therefore
 //! share one fsync, which is what makes per-step durability affordable.
 //!
+//! # Backpressure and reservations
+//!
+//! At most [`WalConfig::queue_max`] requests wait for the writer; past that a
+//! request is refused at once with [`WalError::Backpressure`] and nothing is
+//! queued, so a caller can shed load instead of waiting without bound.
+//!
+//! A caller that must not make a decision it cannot log (the gateway: its
+//! memory must never be ahead of the log) takes a place in the queue first,
+//! with [`Wal::reserve`], then decides, then queues the decision's records
+//! with [`Reservation::enqueue`], which is never refused for backpressure: the
+//! place is already its own. If it decides nothing, dropping the
+//! [`Reservation`] gives the place back. So the only way a decided record
+//! fails to be queued is a failure of the log itself (poisoned or closed).
+//!
 //! If a write or an fsync fails, the file is in an unknown state (the kernel
 //! may have dropped dirty pages and cleared the error), so the writer fails
 //! every waiter of that group and then refuses every later request with
@@ -75,8 +89,8 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 #[cfg(test)]
 use std::sync::atomic::AtomicBool;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -137,18 +151,58 @@ pub struct WalConfig {
     /// [`WalError::TooLarge`]. Capped at `u32::MAX` by the framing.
     pub record_bytes_max: usize,
     /// Capacity of the queue of pending requests (an `append_many` or a
-    /// `rewrite` is one request). When full, requests fail at once with
-    /// [`WalError::Backpressure`]. A value of 0 is treated as 1.
+    /// `rewrite` is one request; a held [`Reservation`] counts as one). When
+    /// full, requests fail at once with [`WalError::Backpressure`]. A value
+    /// of 0 is treated as 1.
     pub queue_max: usize,
     /// Optional metrics hook, see [`FsyncHook`]. It runs on the writer thread
     /// after the group's waiters were completed, so it does not delay
     /// acknowledgements, but a slow hook delays the next group.
     pub on_fsync: Option<FsyncHook>,
+    /// Fault injection for crash tests: abort the process at this point of
+    /// every [`Wal::rewrite`]. `None` (the default) in every real use.
+    pub crash_in_rewrite: Option<RewriteCrash>,
 }
 
 impl Default for WalConfig {
     fn default() -> Self {
-        WalConfig { record_bytes_max: DEFAULT_RECORD_BYTES_MAX, queue_max: DEFAULT_QUEUE_MAX, on_fsync: None }
+        WalConfig { record_bytes_max: DEFAULT_RECORD_BYTES_MAX, queue_max: DEFAULT_QUEUE_MAX, on_fsync: None, crash_in_rewrite: None }
+    }
+}
+
+/// A point inside [`Wal::rewrite`] where a crash test can abort the process
+/// (see [`WalConfig::crash_in_rewrite`]), in the order the rewrite reaches
+/// them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RewriteCrash {
+    /// The temporary file is written, not yet fsynced.
+    AfterTmpWrite,
+    /// The temporary file is fsynced, not yet renamed.
+    AfterTmpSync,
+    /// Renamed over `wal.log`, the directory not yet fsynced.
+    AfterRename,
+    /// The directory is fsynced: the rewrite is complete but unacknowledged.
+    AfterDirSync,
+}
+
+impl RewriteCrash {
+    /// Every point, in order.
+    pub const ALL: [RewriteCrash; 4] =
+        [RewriteCrash::AfterTmpWrite, RewriteCrash::AfterTmpSync, RewriteCrash::AfterRename, RewriteCrash::AfterDirSync];
+
+    /// `after-tmp-write`, `after-tmp-sync`, `after-rename`, `after-dir-sync`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RewriteCrash::AfterTmpWrite => "after-tmp-write",
+            RewriteCrash::AfterTmpSync => "after-tmp-sync",
+            RewriteCrash::AfterRename => "after-rename",
+            RewriteCrash::AfterDirSync => "after-dir-sync",
+        }
+    }
+
+    /// The point named `name` (see [`RewriteCrash::name`]).
+    pub fn parse(name: &str) -> Option<RewriteCrash> {
+        RewriteCrash::ALL.into_iter().find(|c| c.name() == name)
     }
 }
 
@@ -158,6 +212,7 @@ impl fmt::Debug for WalConfig {
             .field("record_bytes_max", &self.record_bytes_max)
             .field("queue_max", &self.queue_max)
             .field("on_fsync", &self.on_fsync.as_ref().map(|_| "<hook>"))
+            .field("crash_in_rewrite", &self.crash_in_rewrite)
             .finish()
     }
 }
@@ -187,6 +242,8 @@ pub struct WalStats {
     pub last_fsync_micros: u64,
     /// Current length of `wal.log` in bytes.
     pub file_len: u64,
+    /// Completed rewrites (compactions).
+    pub rewrites: u64,
 }
 
 /// Handle to an open write-ahead log. Cheap to clone; all clones share one
@@ -206,8 +263,9 @@ impl fmt::Debug for Wal {
 struct Inner {
     dir: PathBuf,
     record_bytes_max: usize,
+    queue_max: usize,
     // Both are `Option` only so that `Drop` can close the queue before joining.
-    tx: Option<SyncSender<Request>>,
+    tx: Option<Sender<Request>>,
     thread: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
 }
@@ -235,6 +293,10 @@ struct Shared {
     fsyncs: AtomicU64,
     last_fsync_micros: AtomicU64,
     file_len: AtomicU64,
+    rewrites: AtomicU64,
+    /// Places taken in the queue: requests not yet taken by the writer plus
+    /// unused reservations. At most `queue_max`.
+    queued: AtomicUsize,
     /// Fault injection for the unit tests: the next group sync fails.
     #[cfg(test)]
     fail_next_sync: AtomicBool,
@@ -298,7 +360,9 @@ impl Wal {
         let shared = Arc::new(Shared::default());
         shared.file_len.store(good_len, Ordering::Relaxed);
 
-        let (tx, rx) = mpsc::sync_channel(config.queue_max.max(1));
+        // Unbounded: `Shared::queued` bounds it, so that a place can be
+        // reserved before the request exists.
+        let (tx, rx) = mpsc::channel();
         let writer = Writer {
             dir: dir.to_path_buf(),
             file,
@@ -306,12 +370,22 @@ impl Wal {
             next_seq: decoded.last_seq + 1,
             shared: Arc::clone(&shared),
             on_fsync: config.on_fsync,
+            crash_in_rewrite: config.crash_in_rewrite,
             poisoned: None,
             buf: Vec::new(),
         };
         let thread = std::thread::Builder::new().name("tandem-wal-writer".into()).spawn(move || writer.run(rx))?;
 
-        let wal = Wal { inner: Arc::new(Inner { dir: dir.to_path_buf(), record_bytes_max, tx: Some(tx), thread: Some(thread), shared }) };
+        let wal = Wal {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                record_bytes_max,
+                queue_max: config.queue_max.max(1),
+                tx: Some(tx),
+                thread: Some(thread),
+                shared,
+            }),
+        };
         let recovered = Recovered { records: decoded.records, torn_tail_bytes, truncated_at };
         Ok((wal, recovered))
     }
@@ -354,6 +428,29 @@ impl Wal {
         Ok(Durable(self.submit(Op::Rewrite(payloads))?))
     }
 
+    /// Takes one place in the queue for a request to come, or fails at once
+    /// with [`WalError::Backpressure`] when the queue is full (or with the
+    /// log's failure, if it failed). See the crate docs: reserve, decide,
+    /// then [`Reservation::enqueue`].
+    pub fn reserve(&self) -> Result<Reservation, WalError> {
+        if let Some(reason) = self.inner.shared.poisoned.get() {
+            return Err(WalError::Poisoned(reason.clone()));
+        }
+        self.acquire()?;
+        Ok(Reservation { wal: self.clone(), placed: true })
+    }
+
+    /// Takes a place in the queue if there is one.
+    fn acquire(&self) -> Result<(), WalError> {
+        let max = self.inner.queue_max;
+        self.inner
+            .shared
+            .queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| (q < max).then_some(q + 1))
+            .map(|_| ())
+            .map_err(|_| WalError::Backpressure)
+    }
+
     /// Current counters.
     pub fn stats(&self) -> WalStats {
         let s = &self.inner.shared;
@@ -363,6 +460,7 @@ impl Wal {
             fsyncs: s.fsyncs.load(Ordering::Relaxed),
             last_fsync_micros: s.last_fsync_micros.load(Ordering::Relaxed),
             file_len: s.file_len.load(Ordering::Relaxed),
+            rewrites: s.rewrites.load(Ordering::Relaxed),
         }
     }
 
@@ -372,7 +470,15 @@ impl Wal {
     }
 
     fn submit(&self, op: Op) -> Result<oneshot::Receiver<Result<(), WalError>>, WalError> {
-        let payloads = match &op {
+        self.check(&op)?;
+        self.acquire()?;
+        self.send(op)
+    }
+
+    /// Refuses a request that can never be written: a record over the size
+    /// limit, or any request once the log failed.
+    fn check(&self, op: &Op) -> Result<(), WalError> {
+        let payloads = match op {
             Op::Append(p) | Op::Rewrite(p) => p,
         };
         let max = self.inner.record_bytes_max;
@@ -384,13 +490,64 @@ impl Wal {
         if let Some(reason) = self.inner.shared.poisoned.get() {
             return Err(WalError::Poisoned(reason.clone()));
         }
-        let tx = self.inner.tx.as_ref().ok_or(WalError::Closed)?;
+        Ok(())
+    }
+
+    /// Queues a request into a place already taken; the writer gives the
+    /// place back when it takes the request.
+    fn send(&self, op: Op) -> Result<oneshot::Receiver<Result<(), WalError>>, WalError> {
         let (reply, rx) = oneshot::channel();
-        match tx.try_send(Request { op, reply }) {
-            Ok(()) => Ok(rx),
-            Err(TrySendError::Full(_)) => Err(WalError::Backpressure),
-            Err(TrySendError::Disconnected(_)) => Err(WalError::Closed),
+        let sent =
+            self.inner.tx.as_ref().ok_or(WalError::Closed).and_then(|tx| tx.send(Request { op, reply }).map_err(|_| WalError::Closed));
+        if sent.is_err() {
+            self.inner.shared.queued.fetch_sub(1, Ordering::SeqCst);
         }
+        sent.map(|()| rx)
+    }
+}
+
+/// A place in the log's queue, taken by [`Wal::reserve`]. Queuing through it
+/// is never refused for backpressure; dropping it unused gives the place back.
+#[must_use = "a reservation holds a place in the queue until it is used or dropped"]
+pub struct Reservation {
+    wal: Wal,
+    /// Whether the place is still this reservation's (not yet handed to a
+    /// request).
+    placed: bool,
+}
+
+impl Reservation {
+    /// [`Wal::enqueue`] into the reserved place. Fails only if the log
+    /// cannot write at all (a record over the size limit, a poisoned or
+    /// closed log), never with [`WalError::Backpressure`].
+    pub fn enqueue(self, payloads: Vec<Vec<u8>>) -> Result<Durable, WalError> {
+        self.send(Op::Append(payloads))
+    }
+
+    /// [`Wal::enqueue_rewrite`] into the reserved place.
+    pub fn enqueue_rewrite(self, payloads: Vec<Vec<u8>>) -> Result<Durable, WalError> {
+        self.send(Op::Rewrite(payloads))
+    }
+
+    fn send(mut self, op: Op) -> Result<Durable, WalError> {
+        // On a refusal the place goes back when `self` drops.
+        self.wal.check(&op)?;
+        self.placed = false;
+        Ok(Durable(self.wal.send(op)?))
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.placed {
+            self.wal.inner.shared.queued.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reservation").field("placed", &self.placed).finish()
     }
 }
 
@@ -402,6 +559,7 @@ struct Writer {
     next_seq: u64,
     shared: Arc<Shared>,
     on_fsync: Option<FsyncHook>,
+    crash_in_rewrite: Option<RewriteCrash>,
     /// Set after a failed write or fsync; every later request fails.
     poisoned: Option<String>,
     /// Reused encoding buffer of the current group.
@@ -421,6 +579,7 @@ impl Writer {
         // `recv` keeps returning queued requests after every sender is gone,
         // so pending appends complete before the thread exits.
         while let Ok(first) = rx.recv() {
+            self.shared.queued.fetch_sub(1, Ordering::SeqCst);
             let mut group = Group::default();
             self.buf.clear();
             let mut next = Some(first);
@@ -452,6 +611,9 @@ impl Writer {
                 // Empty or disconnected both end this group; a disconnected
                 // queue then ends the loop at the next `recv`.
                 next = rx.try_recv().ok();
+                if next.is_some() {
+                    self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+                }
             }
             self.commit(group);
         }
@@ -529,7 +691,9 @@ impl Writer {
         let tmp = (|| -> io::Result<File> {
             let mut tmp = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&tmp_path)?;
             tmp.write_all(&buf)?;
+            self.crash_point(RewriteCrash::AfterTmpWrite);
             tmp.sync_all()?;
+            self.crash_point(RewriteCrash::AfterTmpSync);
             Ok(tmp)
         })();
         let tmp = match tmp {
@@ -541,7 +705,10 @@ impl Writer {
         };
         // From the rename on, which file a crash would leave is only settled
         // by the directory fsync; if either fails the state is unknown.
-        let renamed = fs::rename(&tmp_path, self.dir.join(LOG_FILE)).and_then(|()| sync_dir(&self.dir));
+        let renamed = fs::rename(&tmp_path, self.dir.join(LOG_FILE)).and_then(|()| {
+            self.crash_point(RewriteCrash::AfterRename);
+            sync_dir(&self.dir)
+        });
         if let Err(e) = renamed {
             self.poison(format!("rewrite failed after writing the new log: {e}"));
             return Err(e.into());
@@ -551,7 +718,17 @@ impl Writer {
         self.file_len = buf.len() as u64;
         self.next_seq = payloads.len() as u64 + 1;
         self.shared.file_len.store(self.file_len, Ordering::Relaxed);
+        self.shared.rewrites.fetch_add(1, Ordering::Relaxed);
+        self.crash_point(RewriteCrash::AfterDirSync);
         Ok(())
+    }
+
+    /// Aborts the process here if a crash test asked for it.
+    fn crash_point(&self, point: RewriteCrash) {
+        if self.crash_in_rewrite == Some(point) {
+            eprintln!("write-ahead log crash point {} reached; aborting", point.name());
+            std::process::abort();
+        }
     }
 }
 

@@ -341,15 +341,17 @@ fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
     Pin::new(f).poll(&mut Context::from_waker(Waker::noop()))
 }
 
-#[tokio::test]
-async fn full_queue_gives_backpressure() {
-    // The metrics hook runs on the writer thread; blocking it in the first
-    // group holds the writer while the test fills the queue.
+/// A fresh log with `queue_max` places whose writer is held inside its first
+/// group (the record `first`) until released: the metrics hook runs on the
+/// writer thread, so blocking it holds the writer while a test fills the
+/// queue. Returns the folder, the log, `first`'s durability and the sender
+/// that releases the writer.
+fn held_writer(queue_max: usize) -> (tempfile::TempDir, Wal, tandem_wal::Durable, mpsc::Sender<()>) {
     let (entered_tx, entered_rx) = mpsc::channel::<()>();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let gate = Mutex::new(Some((entered_tx, release_rx)));
     let config = WalConfig {
-        queue_max: 2,
+        queue_max,
         on_fsync: Some(Arc::new(move |_, _| {
             if let Some((entered, release)) = gate.lock().expect("lock").take() {
                 let _ = entered.send(());
@@ -360,10 +362,14 @@ async fn full_queue_gives_backpressure() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let (wal, _) = Wal::open(dir.path(), config).expect("open");
-
-    let mut first = Box::pin(wal.append(b"first".to_vec()));
-    let _ = poll_once(&mut first);
+    let first = wal.enqueue(vec![b"first".to_vec()]).expect("queued");
     entered_rx.recv().expect("writer reached the hook");
+    (dir, wal, first, release_tx)
+}
+
+#[tokio::test]
+async fn full_queue_gives_backpressure() {
+    let (dir, wal, first, release_tx) = held_writer(2);
     // The writer is blocked and the queue (capacity 2) is empty.
     let mut q1 = Box::pin(wal.append(b"q1".to_vec()));
     let mut q2 = Box::pin(wal.append_many(vec![b"q2".to_vec(), b"q3".to_vec()]));
@@ -389,6 +395,37 @@ async fn full_queue_gives_backpressure() {
     let (_wal, rec) = open(dir.path());
     let want: Vec<Vec<u8>> = ["first", "q1", "q2", "q3", "later"].iter().map(|s| s.as_bytes().to_vec()).collect();
     assert_eq!(rec.records, want);
+}
+
+/// A reservation holds a place in the queue: queuing through it is never
+/// refused for backpressure, and dropping it unused gives the place back.
+#[tokio::test]
+async fn a_reservation_is_never_refused_and_an_unused_one_gives_its_place_back() {
+    let (dir, wal, first, release_tx) = held_writer(2);
+    // The writer is blocked; both places are reserved.
+    let r1 = wal.reserve().expect("a place");
+    let r2 = wal.reserve().expect("a place");
+    assert!(matches!(wal.reserve(), Err(WalError::Backpressure)));
+    let mut refused = Box::pin(wal.append(b"refused".to_vec()));
+    assert!(matches!(poll_once(&mut refused), Poll::Ready(Err(WalError::Backpressure))));
+    drop(refused);
+    // Queuing through a reservation needs no new place.
+    let d1 = r1.enqueue(vec![b"reserved".to_vec()]).expect("never refused");
+    assert!(matches!(wal.reserve(), Err(WalError::Backpressure)));
+    // An unused reservation gives its place back.
+    drop(r2);
+    let r3 = wal.reserve().expect("the place r2 held");
+
+    release_tx.send(()).expect("release");
+    first.await.expect("first");
+    d1.await.expect("reserved");
+    drop(r3);
+    // Every place is free again once the writer took the requests.
+    let all: Vec<_> = (0..2).map(|_| wal.reserve().expect("free")).collect();
+    drop(all);
+    drop(wal);
+    let (_wal, rec) = open(dir.path());
+    assert_eq!(rec.records, vec![b"first".to_vec(), b"reserved".to_vec()]);
 }
 
 #[tokio::test]

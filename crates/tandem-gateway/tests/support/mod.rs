@@ -35,6 +35,7 @@ pub struct Harness {
     pub l1: Arc<FakeL1>,
     pub gw: Gateway,
     pub app: Router,
+    pub config: GatewayConfig,
     last_block_ms: AtomicU64,
     _dir: tempfile::TempDir,
 }
@@ -75,10 +76,37 @@ impl Harness {
         let mut config = GatewayConfig::new(dir.path().to_path_buf(), cast.gateway.clone());
         config.tick = Duration::from_millis(5);
         configure(&mut config);
-        let gw = Gateway::start(config, l1.clone()).await.expect("gateway starts");
+        let gw = Gateway::start(config.clone(), l1.clone()).await.expect("gateway starts");
         assert_eq!(gw.shared.replica.height(), 1, "the gateway caught up with block 1 at start");
         let app = api::router(gw.shared.clone());
-        Harness { cast, l1, gw, app, last_block_ms: AtomicU64::new(first), _dir: dir }
+        Harness { cast, l1, gw, app, config, last_block_ms: AtomicU64::new(first), _dir: dir }
+    }
+
+    /// Stop the gateway (waiting until its tasks let go of its state, so the
+    /// WAL's writer has finished and the replica is closed) and start a new
+    /// one on the same data folder and L1, as after a crash of the process.
+    pub async fn restart(self) -> Harness {
+        let Harness { cast, l1, gw, app, config, last_block_ms, _dir } = self;
+        let shared = Arc::downgrade(&gw.shared);
+        drop((gw, app));
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while shared.upgrade().is_some() {
+            assert!(tokio::time::Instant::now() < deadline, "the gateway's tasks did not stop");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The last holder may still be dropping the state on another thread
+        // (the WAL's writer finishes its queue before the replica closes).
+        let gw = loop {
+            match Gateway::start(config.clone(), l1.clone()).await {
+                Ok(gw) => break gw,
+                Err(e) if format!("{e:#}").contains("already open") && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("the gateway does not restart: {e:#}"),
+            }
+        };
+        let app = api::router(gw.shared.clone());
+        Harness { cast, l1, gw, app, config, last_block_ms, _dir }
     }
 
     /// Produce one L1 block with a strictly increasing block time.
@@ -86,26 +114,6 @@ impl Harness {
         let t = now_ms().max(self.last_block_ms.load(Ordering::SeqCst) + 1);
         self.last_block_ms.store(t, Ordering::SeqCst);
         self.l1.produce_block(t).height
-    }
-
-    /// Stop this gateway (every handle to it dropped) and start a new one
-    /// on the same data folder and the same L1, as a restarted process
-    /// would.
-    pub async fn restart(self) -> Harness {
-        let Harness { cast, l1, gw, app, last_block_ms, _dir } = self;
-        let config = gw.shared.config.clone();
-        let shared = Arc::downgrade(&gw.shared);
-        drop(app);
-        drop(gw);
-        // The aborted tasks drop their handles on their next polls.
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while shared.upgrade().is_some() {
-            assert!(tokio::time::Instant::now() < deadline, "the gateway's tasks did not stop");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let gw = Gateway::start(config, l1.clone()).await.expect("gateway restarts");
-        let app = api::router(gw.shared.clone());
-        Harness { cast, l1, gw, app, last_block_ms, _dir }
     }
 
     pub async fn request(&self, method: &str, uri: &str, content_type: Option<&str>, body: Vec<u8>) -> Answer {
@@ -132,8 +140,8 @@ impl Harness {
         }
         let resp = self.app.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
-        let retry_after = resp.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
         let content_type = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let retry_after = resp.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_string);
         let bytes =
             tokio::time::timeout(WAIT, resp.into_body().collect()).await.expect("the body arrives in time").expect("body").to_bytes();
         let text = String::from_utf8_lossy(&bytes).into_owned();
