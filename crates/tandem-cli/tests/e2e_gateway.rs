@@ -42,7 +42,7 @@ async fn the_whole_workflow_through_the_gateway_is_finalized_with_the_predicted_
     let s1 = c.open(&sup, 1).await;
     let (status, body) = c.step(&sup, s1, 1, "PKG-1", gateway::register(&c.chain, &sup, "PKG-1")).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(c.commit(s1).await.0, 202);
+    assert_eq!(c.commit(&sup, s1, 1).await.0, 202);
     let s2 = c.open(&op, 1).await;
     let mut predicted: Option<Package> = None;
     for (i, a) in operator_actions(&net, "PKG-1").into_iter().enumerate() {
@@ -59,7 +59,14 @@ async fn the_whole_workflow_through_the_gateway_is_finalized_with_the_predicted_
     let (status, body) = c.step(&op2, s3, 1, "PKG-1", Action::Handover { courier: net.key("courier-1").public() }).await;
     assert_eq!((status, body["code"].as_str()), (409, Some("package_locked")), "{body}");
 
-    assert_eq!(c.commit(s2).await.0, 202);
+    // Only the owner closes it: an unsigned commit, or one signed by
+    // another operator, is refused and changes nothing.
+    let (status, body) = post(&net.http, &format!("{}/v1/sessions/{s2}/commit", gw.url), &json!({})).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("signature_required")), "{body}");
+    let (status, body) = c.commit(&op2, s2, 4).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("not_session_owner")), "{body}");
+    assert_eq!(c.session(s2).await["status"]["state"], "open");
+    assert_eq!(c.commit(&op, s2, 4).await.0, 202);
     let done = c.wait_state(s2, "finalized", Duration::from_secs(30)).await;
     for st in done["steps"].as_array().expect("steps") {
         assert_eq!(st["state"], "final");
@@ -70,6 +77,8 @@ async fn the_whole_workflow_through_the_gateway_is_finalized_with_the_predicted_
     for i in 0..4 {
         let on_l1: Package = serde_json::from_value(net.query(i, "/package/PKG-1").await.expect("package on L1")).expect("json");
         assert_eq!(on_l1.digest(), predicted.digest(), "validator {i} differs from the prediction");
+        let session = net.query(i, &format!("/session/{s2}")).await.expect("session on L1");
+        assert_eq!((&session["last_seq"], &session["closed"]), (&json!(4), &json!(true)), "validator {i}");
     }
     // Now the package is free: the second operator hands it over.
     let (status, body) = c.step(&op2, s3, 1, "PKG-1", Action::Handover { courier: net.key("courier-1").public() }).await;
@@ -119,7 +128,7 @@ async fn every_step_acknowledged_before_a_gateway_sigkill_is_finalized_exactly_o
         let (status, _) = c.step(&sup2, b, i, &format!("B-{i}"), gateway::register(&c.chain, &sup2, &format!("B-{i}"))).await;
         assert_eq!(status, 200);
     }
-    assert_eq!(c.commit(b).await.0, 202);
+    assert_eq!(c.commit(&sup2, b, 3).await.0, 202);
     gw.kill();
 
     gw.restart();
@@ -129,7 +138,7 @@ async fn every_step_acknowledged_before_a_gateway_sigkill_is_finalized_exactly_o
     let sa = c.session(a).await;
     assert_eq!(sa["status"]["state"], "open", "{sa}");
     assert_eq!(sa["steps"].as_array().expect("steps").len(), 5);
-    assert_eq!(c.commit(a).await.0, 202);
+    assert_eq!(c.commit(&sup, a, 5).await.0, 202);
     // Kill again while A is committing, and restart once more.
     gw.kill();
     gw.restart();
@@ -175,8 +184,10 @@ async fn with_l1_stopped_steps_are_answered_tentatively_then_503_then_the_backlo
     for i in 0..4 {
         net.devnet.start_node(i).expect("restart node");
     }
-    // The session was auto-committed while L1 was away; it drains by itself.
-    let done = c.wait_state(s, "finalized", Duration::from_secs(60)).await;
+    // The session was checkpointed while L1 was away; it drains by itself
+    // and stays open.
+    let done = c.wait_final_steps(s, 4, Duration::from_secs(60)).await;
+    assert_eq!(done["status"]["state"], "open", "{done}");
     let h = done["steps"][3]["finality"]["height"].as_u64().expect("final height");
     net.wait_height(&[2], h, Duration::from_secs(30)).await;
     let s2 = c.open(&sup, 2).await;

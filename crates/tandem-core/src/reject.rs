@@ -109,6 +109,8 @@ codes! {
     WrongSession = 33, "wrong_session";
     /// This action is not part of the workflow.
     UnknownAction = 34, "unknown_action";
+    /// The session was closed by its owner and takes nothing more.
+    SessionClosed = 35, "session_closed";
 }
 
 /// A refusal: a stable code and a human-readable detail. Both are

@@ -20,7 +20,7 @@ use futures::StreamExt as _;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tandem_core::apply::{TxResult, VerifiedStep};
-use tandem_core::message::{DirectStep, SignedSessionOpen, SignedStep, Tx};
+use tandem_core::message::{DirectStep, SignedSessionClose, SignedSessionOpen, SignedStep, Tx};
 use tandem_core::state::StateRead;
 use tandem_core::{Code, Hash};
 use tandem_rpc::L1Error;
@@ -309,21 +309,56 @@ async fn post_step(State(gw): State<Arc<Shared>>, Path(id): Path<String>, Body(s
     }))
 }
 
-async fn commit(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+/// The owner's signed close from a commit request's body. A body without a
+/// signature (empty, `{}`, anything unsigned) is refused as unauthenticated:
+/// only the session's owner may close it.
+fn parse_close(body: &[u8]) -> ApiResult<SignedSessionClose> {
+    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(body).map_err(|e| GwError::new(Kind::BadRequest, "malformed", format!("the body is not JSON: {e}")))?
+    };
+    if value.get("signature").is_none_or(Value::is_null) {
+        return Err(GwError::new(
+            Kind::Unauthorized,
+            "signature_required",
+            "a commit is the session owner's signed close: {\"close\": {chain_id, session, owner, last_seq}, \"signature\"}",
+        )
+        .into());
+    }
+    serde_json::from_value(value).map_err(|e| GwError::new(Kind::BadRequest, "malformed", format!("not a signed close: {e}")).into())
+}
+
+async fn commit(State(gw): State<Arc<Shared>>, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult<impl IntoResponse> {
     let id = parse_id(&id)?;
+    let close = parse_close(&body)?;
+    if close.close.session != id {
+        return Err(GwError::new(Kind::BadRequest, "session_mismatch", "the close names another session than the URL").into());
+    }
+    // Outside the lock: the ledger's own check then finds it in the memo.
+    if !close.verify(Some(&gw.sigs)) {
+        return Err(GwError::new(Kind::Unauthorized, "bad_signature", "the close's signature does not verify").into());
+    }
     let (status, wait) = {
         let mut st = gw.ledger();
         let Some(was) = st.ledger.session(&id).map(|s| s.status.clone()) else {
-            // Forgotten here but final on L1: committing it again is a no-op.
+            // Forgotten here: closed on L1 (a repeat), or not this gateway's
+            // business any more.
             return match st.base.session(&id) {
-                Some(_) => Ok((StatusCode::ACCEPTED, Json(json!({ "session_id": id, "status": SessionStatus::Finalized })))),
+                Some(rec) if rec.owner != close.close.owner => {
+                    Err(GwError::new(Kind::Forbidden, "not_session_owner", "only the session's owner may close it").into())
+                }
+                Some(rec) if rec.closed => {
+                    Ok((StatusCode::ACCEPTED, Json(json!({ "session_id": id, "status": SessionStatus::Finalized }))))
+                }
+                Some(_) => Err(GwError::new(Kind::Conflict, "session_not_open", format!("session {id} is no longer held here")).into()),
                 None => Err(GwError::unknown_session(id).into()),
             };
         };
-        st.ledger.request_commit(&id, now_ms())?;
+        st.ledger.request_close(&id, close.clone(), now_ms())?;
         let status = st.ledger.session(&id).map(|s| s.status.clone()).unwrap_or(SessionStatus::Finalized);
         let wait = (was == SessionStatus::Open).then(|| {
-            let record = borsh::to_vec(&WalRecord::Commit(id)).expect("encoding");
+            let record = borsh::to_vec(&WalRecord::Closed(close)).expect("encoding");
             gw.wal.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e))
         });
         (status, wait)
@@ -362,6 +397,7 @@ async fn get_session(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> A
             "owner": s.open.open.owner,
             "status": s.status,
             "final_seq": s.chain_seq,
+            "last_seq": s.steps.last().map_or(s.chain_seq, |r| r.signed.step.seq),
             "opened_ms": s.opened_ms,
             "commit_ms": s.commit_ms,
             "steps": steps,
@@ -372,9 +408,11 @@ async fn get_session(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> A
             "session_id": id,
             "owner": rec.owner,
             "status": { "state": "finalized" },
+            "closed": rec.closed,
             "final_seq": rec.last_seq,
+            "last_seq": rec.last_seq,
             "steps": [],
-            "note": "known from L1 only; this gateway holds no steps of it",
+            "note": "known from L1 only; this gateway holds no steps of it (closed: whether its owner closed it on L1)",
         }))),
         None => Err(GwError::unknown_session(id).into()),
     }
@@ -477,7 +515,7 @@ async fn events(
 async fn status(State(gw): State<Arc<Shared>>) -> Json<Value> {
     let validators = gw.l1.validators().await;
     let st = gw.ledger();
-    let (open, committing, finalized, rejected) = st.ledger.counts();
+    let counts = st.ledger.counts();
     Json(json!({
         "gateway": gw.config.key.public(),
         "chain_id": gw.chain_id,
@@ -485,7 +523,7 @@ async fn status(State(gw): State<Arc<Shared>>) -> Json<Value> {
         "l1_reachable": !gw.l1_down.load(std::sync::atomic::Ordering::Relaxed),
         "replica_diverged": gw.diverged.load(std::sync::atomic::Ordering::Relaxed),
         "validators": validators.into_iter().map(|(url, h)| json!({ "rpc": url, "height": h, "reachable": h.is_some() })).collect::<Vec<_>>(),
-        "sessions": { "open": open, "committing": committing, "finalized": finalized, "rejected": rejected },
+        "sessions": counts,
         "pending_steps": st.ledger.pending_steps(),
         "prediction_mismatches": st.ledger.mismatches(),
         "uptime_s": gw.started.elapsed().as_secs(),

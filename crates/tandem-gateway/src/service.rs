@@ -7,9 +7,10 @@
 //! - The follower task wakes on every new L1 height (CometBFT websocket),
 //!   fetches each block once, replays it in the replica, and hands the
 //!   results to the ledger: finality, rejections, conflicts.
-//! - The ticker closes sessions due for an automatic commit and broadcasts
-//!   the batches the ledger has ready (`broadcast_tx_sync`; finality arrives
-//!   through the follower, never by polling a transaction).
+//! - The ticker expires idle sessions, checkpoints open ones that are due,
+//!   and broadcasts the batches the ledger has ready (`broadcast_tx_sync`;
+//!   finality arrives through the follower, never by polling a
+//!   transaction).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,7 +45,7 @@ pub struct GatewayConfig {
     pub rate_per_s: u32,
     /// Burst the token bucket allows.
     pub rate_burst: u32,
-    /// How often auto-commits and batch sends are considered.
+    /// How often expiries, checkpoints and batch sends are considered.
     pub tick: Duration,
     /// How long a direct L1 step may wait for its block.
     pub l1_step_timeout: Duration,
@@ -316,12 +317,13 @@ fn take_block(shared: &Arc<Shared>, replayed: ReplayedBlock) {
 }
 
 fn update_gauges(shared: &Shared, ledger: &Ledger) {
-    let (open, committing, finalized, rejected) = ledger.counts();
+    let c = ledger.counts();
     let m = &shared.metrics;
-    m.sessions.with_label_values(&["open"]).set(open as i64);
-    m.sessions.with_label_values(&["committing"]).set(committing as i64);
-    m.sessions.with_label_values(&["finalized"]).set(finalized as i64);
-    m.sessions.with_label_values(&["rejected"]).set(rejected as i64);
+    m.sessions.with_label_values(&["open"]).set(c.open as i64);
+    m.sessions.with_label_values(&["committing"]).set(c.committing as i64);
+    m.sessions.with_label_values(&["finalized"]).set(c.finalized as i64);
+    m.sessions.with_label_values(&["rejected"]).set(c.rejected as i64);
+    m.sessions.with_label_values(&["expired"]).set(c.expired as i64);
     m.pending_steps.set(ledger.pending_steps() as i64);
     m.mismatches.set(ledger.mismatches() as i64);
 }
@@ -346,7 +348,7 @@ async fn follow(shared: Arc<Shared>) {
     }
 }
 
-/// The ticker: auto-commits, batch sends, WAL compaction.
+/// The ticker: expiries, checkpoints, batch sends, WAL compaction.
 async fn tick(shared: Arc<Shared>) {
     let mut interval = tokio::time::interval(shared.config.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -357,30 +359,33 @@ async fn tick(shared: Arc<Shared>) {
             () = shared.wake.notified() => {}
         }
         let now = now_ms();
-        let (outgoing, commits) = {
+        let (outgoing, expired) = {
             let mut st = shared.ledger();
-            let due = st.ledger.due_commits(now);
-            let mut commits = Vec::new();
-            for id in &due {
-                if st.ledger.request_commit(id, now).is_ok() {
-                    let rec = borsh::to_vec(&WalRecord::Commit(*id)).expect("encoding");
+            // Idle sessions expire; the log keeps it, so that a restart
+            // does not reopen them.
+            let mut expired = Vec::new();
+            let mut waits = Vec::new();
+            for id in st.ledger.due_expiries(now) {
+                if let Some(event) = st.ledger.expire(&id) {
+                    let rec = borsh::to_vec(&WalRecord::Expired(id)).expect("encoding");
                     match shared.wal.enqueue(vec![rec]) {
-                        Ok(w) => commits.push(w),
+                        Ok(w) => waits.push(w),
                         Err(e) => fatal_wal(&e),
                     }
+                    expired.push(event);
                 }
             }
             let ready = backoff_until.is_none_or(|t| Instant::now() >= t);
             let outgoing = if ready { st.ledger.batches_to_send(now) } else { Vec::new() };
-            if !due.is_empty() {
+            if !expired.is_empty() {
                 update_gauges(&shared, &st.ledger);
             }
-            (outgoing, (due, commits))
+            (outgoing, (expired, waits))
         };
-        for id in commits.0 {
-            let _ = shared.events.send(Event::SessionCommitting { session: id });
+        for e in expired.0 {
+            let _ = shared.events.send(e);
         }
-        for w in commits.1 {
+        for w in expired.1 {
             if let Err(e) = w.await {
                 fatal_wal(&e);
             }
