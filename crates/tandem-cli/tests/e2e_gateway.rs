@@ -1,7 +1,8 @@
 //! End to end through the gateway on real 4-validator devnets: the paper's
 //! whole workflow over HTTP finalized on L1 with the predicted state, the
 //! direct L1 path, a conflicting session, a gateway SIGKILLed right after
-//! acknowledging steps, and L1 stopped and restarted under a backlog.
+//! acknowledging steps, L1 stopped and restarted under a backlog, and a
+//! checkpointed session that only its owner closes.
 //!
 //! Each test owns a loopback range (127.0.N.x) for validators and gateway.
 
@@ -195,4 +196,42 @@ async fn with_l1_stopped_steps_are_answered_tentatively_then_503_then_the_backlo
     assert_eq!(status, 200, "the gateway accepts again once the backlog drained: {body}");
     let v: Value = net.query(2, &format!("/session/{s}")).await.expect("session on L1");
     assert_eq!(v["last_seq"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_keeps_the_session_open_and_only_the_owners_close_ends_it_on_every_validator() {
+    let net = Net::start(4, 65).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Every step is checkpointed at once.
+    let gw = GatewayProc::start(&net, dir.path(), "127.0.65.100:8080", &["--auto-commit-steps", "1"]);
+    gw.wait_ready(&net.http).await;
+    let c = Client { http: &net.http, url: gw.url.clone(), chain: net.layout.chain_id.clone(), gateway: net.key("gateway-1").clone() };
+    let (sup, sup2) = (net.key("supplier-1").clone(), net.key("supplier-2").clone());
+
+    let s = c.open(&sup, 1).await;
+    let (status, body) = c.step(&sup, s, 1, "CK-1", gateway::register(&c.chain, &sup, "CK-1")).await;
+    assert_eq!(status, 200, "{body}");
+    let v = c.wait_final_steps(s, 1, Duration::from_secs(30)).await;
+    assert_eq!(v["status"]["state"], "open", "a checkpoint does not close: {v}");
+    let on_l1 = net.query(0, &format!("/session/{s}")).await.expect("the checkpoint is on L1");
+    assert_eq!((&on_l1["last_seq"], &on_l1["closed"]), (&json!(1), &json!(false)));
+
+    // Nobody but the owner closes it; the refused attempts change nothing.
+    let (status, body) = post(&net.http, &format!("{}/v1/sessions/{s}/commit", gw.url), &json!({})).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("signature_required")), "{body}");
+    let (status, body) = c.commit(&sup2, s, 1).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("not_session_owner")), "{body}");
+    let (status, body) = c.step(&sup, s, 2, "CK-2", gateway::register(&c.chain, &sup, "CK-2")).await;
+    assert_eq!(status, 200, "the owner goes on: {body}");
+
+    assert_eq!(c.commit(&sup, s, 2).await.0, 202);
+    c.wait_state(s, "finalized", Duration::from_secs(30)).await;
+    for i in 0..4 {
+        let on_l1 = net.query(i, &format!("/session/{s}")).await.expect("session on L1");
+        assert_eq!((&on_l1["last_seq"], &on_l1["closed"]), (&json!(2), &json!(true)), "validator {i}");
+    }
+    let (status, body) = c.step(&sup, s, 3, "CK-3", gateway::register(&c.chain, &sup, "CK-3")).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("session_not_open")), "{body}");
+    let (_, st) = gateway::get(&net.http, &format!("{}/v1/status", gw.url)).await;
+    assert_eq!(st["prediction_mismatches"], 0, "{st}");
 }
