@@ -17,11 +17,13 @@
 //   const open = { chain_id, owner, gateway, nonce: 1, client_time_ms: Date.now() };
 //   const sig = await signHex(seed, signingBytes(DOMAINS.sessionOpen, encodeSessionOpen(open)));
 //   const session = await sessionId(open);
+//   const commit = await signSessionClose(seed, { chain_id, session, owner, last_seq: 3 });
 
 /** Domain tags: what a byte string is signed or hashed for. */
 export const DOMAINS = Object.freeze({
   step: "tandem/v1/step",
   sessionOpen: "tandem/v1/session-open",
+  sessionClose: "tandem/v1/session-close",
   sessionId: "tandem/v1/session-id",
   manifest: "tandem/v1/manifest",
   batch: "tandem/v1/batch",
@@ -199,6 +201,13 @@ const wSignedSessionOpen = (w, o) => {
   return w.sig(o.signature);
 };
 
+const wSessionClose = (w, c) => w.string(c.chain_id).hash(c.session).key(c.owner).u64(c.last_seq);
+
+const wSignedSessionClose = (w, c) => {
+  wSessionClose(w, c.close);
+  return w.sig(c.signature);
+};
+
 const wBatchBody = (w, b) =>
   w
     .string(b.chain_id)
@@ -206,7 +215,8 @@ const wBatchBody = (w, b) =>
     .option(b.open, wSignedSessionOpen)
     .vec(b.steps, wSignedStep)
     .vec(b.claims, (w, h) => w.hash(h))
-    .key(b.gateway);
+    .key(b.gateway)
+    .option(b.close, wSignedSessionClose);
 
 function wAdminOp(w, op) {
   w.variant(ADMIN_OPS, op.kind, "admin op");
@@ -253,6 +263,8 @@ const wReceiptBody = (w, r) => w.string(r.chain_id).hash(r.session).u64(r.seq).h
 
 /** borsh(SessionOpen) from its JSON form. */
 export const encodeSessionOpen = encoder(wSessionOpen);
+/** borsh(SessionClose) from its JSON form. */
+export const encodeSessionClose = encoder(wSessionClose);
 /** borsh(Step) from its JSON form (any Action kind). */
 export const encodeStep = encoder(wStep);
 /** borsh(Manifest) from its JSON form. */
@@ -299,6 +311,16 @@ export function sessionId(open) {
 /** A step's hash (what receipts and outcomes refer to). */
 export function stepHash(step) {
   return sha256Hex(signingBytes(DOMAINS.step, encodeStep(step)));
+}
+
+/**
+ * The owner's signed close of a session after step `lastSeq` (the body of
+ * POST /v1/sessions/{id}/commit): { close: { chain_id, session, owner, last_seq }, signature }.
+ */
+export async function signSessionClose(seedHex, { chain_id, session, owner, last_seq }) {
+  const close = { chain_id, session, owner, last_seq };
+  const signature = await signHex(seedHex, signingBytes(DOMAINS.sessionClose, encodeSessionClose(close)));
+  return { close, signature };
 }
 
 /** An outcome's hash (what a gateway claims in a batch and puts in receipts). */

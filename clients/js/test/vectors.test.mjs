@@ -17,6 +17,7 @@ const hex = tp.bytesToHex;
 // Which encoder applies to a vector, by the domain it is signed/hashed for.
 const ENCODERS = {
   "tandem/v1/session-open": tp.encodeSessionOpen,
+  "tandem/v1/session-close": tp.encodeSessionClose,
   "tandem/v1/session-id": tp.encodeSessionOpen,
   "tandem/v1/manifest": tp.encodeManifest,
   "tandem/v1/step": tp.encodeStep,
@@ -50,7 +51,7 @@ for (const v of [...main.vectors, ...more.vectors]) {
 }
 
 test("the main vectors include the required kinds", () => {
-  for (const n of ["session_open", "session_id", "manifest", "step_register", "step_scan", "receipt"]) {
+  for (const n of ["session_open", "session_id", "manifest", "step_register", "step_scan", "receipt", "session_close", "batch_body_close"]) {
     assert.ok(byName[n], `vector ${n} is missing`);
   }
 });
@@ -76,7 +77,25 @@ test("derived ids link up: session id, step hash, outcome hash", async () => {
 test("the domain tags are exactly the vectors' tags", () => {
   const used = new Set(main.vectors.filter((v) => v.domain).map((v) => v.domain));
   for (const d of used) assert.ok(Object.values(tp.DOMAINS).includes(d), d);
-  assert.equal(Object.keys(tp.DOMAINS).length, 9);
+  assert.equal(Object.keys(tp.DOMAINS).length, 10);
+});
+
+test("signSessionClose gives the session_close vector, linked to the session and the closing batch", async () => {
+  const v = byName.session_close;
+  assert.equal(v.json.session, byName.session_id.sha256_hex);
+  assert.equal(v.json.owner, byName.session_open.json.owner);
+  const signed = await tp.signSessionClose(v.signer_seed_hex, v.json);
+  assert.deepEqual(signed, { close: v.json, signature: v.signature_hex });
+  assert.deepEqual(byName.batch_body_close.json.close, signed);
+  assert.deepEqual(byName.batch_body_close.json.steps, []);
+  assert.equal(byName.batch_body.json.close, null);
+  // A close signed by anyone but the owner does not verify under the owner's key.
+  const other = await tp.signSessionClose(byName.manifest.signer_seed_hex, v.json);
+  const bytes = tp.signingBytes(tp.DOMAINS.sessionClose, tp.encodeSessionClose(v.json));
+  assert.equal(await tp.verifyHex(v.json.owner, other.signature, bytes), false);
+  assert.ok(await tp.verifyHex(v.json.owner, signed.signature, bytes));
+  // The step domain over the same bytes is another message.
+  assert.equal(await tp.verifyHex(v.json.owner, signed.signature, tp.signingBytes(tp.DOMAINS.step, tp.encodeSessionClose(v.json))), false);
 });
 
 // ---------------------------------------------------------------- negative checks

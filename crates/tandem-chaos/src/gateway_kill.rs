@@ -27,7 +27,7 @@ use anyhow::Context as _;
 use base64::Engine as _;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{json, Value};
-use tandem_core::message::{Action, Receipt, SessionOpen, Step};
+use tandem_core::message::{Action, Receipt, SessionClose, SessionOpen, Step};
 use tandem_core::model::ManifestLine;
 use tandem_core::{Hash, PublicKey, SecretKey};
 use tandem_devnet::{Devnet, DevnetSpec, Profile};
@@ -183,9 +183,10 @@ impl World {
         })
     }
 
-    async fn commit(&self, key: &SecretKey, session: Hash) -> anyhow::Result<()> {
-        let _ = key;
-        let body = json!({});
+    /// The owner's signed close after its last step that went in.
+    async fn commit(&self, key: &SecretKey, session: Hash, last_seq: u64) -> anyhow::Result<()> {
+        let close = SessionClose { chain_id: self.chain_id.clone(), session, owner: key.public(), last_seq }.sign(key);
+        let body = json!(close);
         let (status, body) = self.post_until_answered(&format!("/v1/sessions/{session}/commit"), &body).await?;
         if status >= 300 {
             self.refused(body["code"].as_str().unwrap_or("unknown"));
@@ -211,18 +212,22 @@ async fn supplier(world: Arc<World>, key: SecretKey, name: String, seed: u64) ->
         nonce += 1;
         let Some(session) = world.open(&key, nonce).await? else { continue };
         let mut done = Vec::new();
+        let mut last = 0;
         for seq in 1..=rng.gen_range(1..=5u64) {
             n += 1;
             let package = format!("{name}-{seed}-{n}");
             let lines = vec![tandem_client::actions::line("SKU-1", "valves", 1 + (n % 50) as u32)];
             let action = tandem_client::actions::register(&world.chain_id, &key, &package, &format!("DN-{package}"), lines.clone());
             match world.step(&key, session, seq, &package, action).await? {
-                StepResult::Acked | StepResult::InWithoutReceipt => done.push((package, lines)),
+                StepResult::Acked | StepResult::InWithoutReceipt => {
+                    done.push((package, lines));
+                    last = seq;
+                }
                 StepResult::SessionOver => break,
                 StepResult::Refused => break,
             }
         }
-        world.commit(&key, session).await?;
+        world.commit(&key, session, last).await?;
         world.registered.lock().expect("lock").extend(done);
     }
     Ok(())
@@ -260,7 +265,7 @@ async fn operator(world: Arc<World>, key: SecretKey, seed: u64) -> anyhow::Resul
                 }
             }
         }
-        world.commit(&key, session).await?;
+        world.commit(&key, session, seq).await?;
     }
     Ok(())
 }

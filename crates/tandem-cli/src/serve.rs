@@ -39,12 +39,25 @@ pub struct GatewayArgs {
     /// The gateway's key file (JSON with `secret_key` as 64 hex digits).
     #[arg(long, env = "TANDEM_GATEWAY_KEY")]
     key: PathBuf,
-    /// Commit a session by itself after this many steps.
+    /// Checkpoint an open session (send its steps to L1 without closing it)
+    /// after this many unsent steps.
     #[arg(long, default_value_t = 64)]
     auto_commit_steps: usize,
-    /// Commit a session by itself after this many idle milliseconds.
+    /// Checkpoint an open session after this many idle milliseconds.
     #[arg(long, default_value_t = 5000)]
     auto_commit_idle_ms: u64,
+    /// An open session this many milliseconds without a step expires: an
+    /// empty one is dropped, one with steps is finalized without a close and
+    /// takes no more steps.
+    #[arg(long, default_value_t = 600_000)]
+    session_idle_expire_ms: u64,
+    /// Open sessions one owner may hold at once (past it, 429
+    /// too_many_owner_sessions).
+    #[arg(long, default_value_t = 64)]
+    owner_sessions_max: usize,
+    /// Live sessions over all owners (past it, 503 too_many_sessions).
+    #[arg(long, default_value_t = 10_000)]
+    sessions_max: usize,
     /// Steps accepted but not yet final that the gateway holds before it
     /// answers 503 backlog_full.
     #[arg(long, default_value_t = 50_000)]
@@ -106,6 +119,9 @@ pub async fn run_gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let ledger = tandem_gateway::ledger::LedgerConfig {
         auto_commit_steps: args.auto_commit_steps,
         auto_commit_idle_ms: args.auto_commit_idle_ms,
+        session_idle_expire_ms: args.session_idle_expire_ms,
+        owner_sessions_max: args.owner_sessions_max,
+        sessions_max: args.sessions_max,
         pending_steps_max: args.backlog_max,
         ..Default::default()
     };

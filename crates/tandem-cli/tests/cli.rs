@@ -170,7 +170,10 @@ async fn every_client_command_against_a_real_gateway() {
     assert_eq!(shown["status"]["state"], "open");
     let text = ok(tandem(&["session", "show", &s_op]));
     assert!(text.stdout.contains(": open") && text.stdout.contains("handover"), "{text:?}");
-    let done = ok(tandem(&["session", "commit", "--session", &s_op, "--wait"]));
+    // Only the owner may close it: another key is refused (exit 2), and
+    // the session stays open.
+    fails(tandem(&["session", "commit", "--key", &courier, "--session", &s_op]), 2, "not_session_owner");
+    let done = ok(tandem(&["session", "commit", "--key", &op, "--session", &s_op, "--wait"]));
     assert!(done.stdout.contains("finalized: 5 steps final at L1 height"), "{done:?}");
 
     // The courier delivers; commit without waiting, then with --wait --json.
@@ -189,9 +192,9 @@ async fn every_client_command_against_a_real_gateway() {
         "front desk",
     ]));
     assert!(out.stdout.contains("-> delivered"), "{out:?}");
-    let c = ok(tandem(&["session", "commit", "--session", &s_c])).stdout;
+    let c = ok(tandem(&["session", "commit", "--key", &courier, "--session", &s_c])).stdout;
     assert!(c.contains("committing") || c.contains("finalized"), "{c}");
-    let fin = ok(tandem(&["session", "commit", "--session", &s_c, "--wait", "--json"])).json();
+    let fin = ok(tandem(&["session", "commit", "--key", &courier, "--session", &s_c, "--wait", "--json"])).json();
     assert_eq!(fin["status"]["state"], "finalized", "{fin}");
     // A committed session takes no more steps.
     assert_eq!(

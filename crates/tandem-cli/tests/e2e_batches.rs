@@ -28,7 +28,7 @@ async fn a_session_of_200_maximum_size_register_steps_finalizes_whole_on_l1() {
         let (status, body) = c.step(&sup, s, i, &p, max_register(&c.chain, &sup, &p)).await;
         assert_eq!(status, 200, "step {i}: {body}");
     }
-    assert_eq!(c.commit(s).await.0, 202);
+    assert_eq!(c.commit(&sup, s, 200).await.0, 202);
     let done = c.wait_state(s, "finalized", Duration::from_secs(180)).await;
     assert_eq!(done["steps"].as_array().expect("steps").len(), 200);
 

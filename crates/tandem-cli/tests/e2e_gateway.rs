@@ -1,7 +1,8 @@
 //! End to end through the gateway on real 4-validator devnets: the paper's
 //! whole workflow over HTTP finalized on L1 with the predicted state, the
 //! direct L1 path, a conflicting session, a gateway SIGKILLed right after
-//! acknowledging steps, and L1 stopped and restarted under a backlog.
+//! acknowledging steps, L1 stopped and restarted under a backlog, and a
+//! checkpointed session that only its owner closes.
 //!
 //! Each test owns a loopback range (127.0.N.x) for validators and gateway.
 
@@ -42,7 +43,7 @@ async fn the_whole_workflow_through_the_gateway_is_finalized_with_the_predicted_
     let s1 = c.open(&sup, 1).await;
     let (status, body) = c.step(&sup, s1, 1, "PKG-1", gateway::register(&c.chain, &sup, "PKG-1")).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(c.commit(s1).await.0, 202);
+    assert_eq!(c.commit(&sup, s1, 1).await.0, 202);
     let s2 = c.open(&op, 1).await;
     let mut predicted: Option<Package> = None;
     for (i, a) in operator_actions(&net, "PKG-1").into_iter().enumerate() {
@@ -59,7 +60,14 @@ async fn the_whole_workflow_through_the_gateway_is_finalized_with_the_predicted_
     let (status, body) = c.step(&op2, s3, 1, "PKG-1", Action::Handover { courier: net.key("courier-1").public() }).await;
     assert_eq!((status, body["code"].as_str()), (409, Some("package_locked")), "{body}");
 
-    assert_eq!(c.commit(s2).await.0, 202);
+    // Only the owner closes it: an unsigned commit, or one signed by
+    // another operator, is refused and changes nothing.
+    let (status, body) = post(&net.http, &format!("{}/v1/sessions/{s2}/commit", gw.url), &json!({})).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("signature_required")), "{body}");
+    let (status, body) = c.commit(&op2, s2, 4).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("not_session_owner")), "{body}");
+    assert_eq!(c.session(s2).await["status"]["state"], "open");
+    assert_eq!(c.commit(&op, s2, 4).await.0, 202);
     let done = c.wait_state(s2, "finalized", Duration::from_secs(30)).await;
     for st in done["steps"].as_array().expect("steps") {
         assert_eq!(st["state"], "final");
@@ -70,6 +78,8 @@ async fn the_whole_workflow_through_the_gateway_is_finalized_with_the_predicted_
     for i in 0..4 {
         let on_l1: Package = serde_json::from_value(net.query(i, "/package/PKG-1").await.expect("package on L1")).expect("json");
         assert_eq!(on_l1.digest(), predicted.digest(), "validator {i} differs from the prediction");
+        let session = net.query(i, &format!("/session/{s2}")).await.expect("session on L1");
+        assert_eq!((&session["last_seq"], &session["closed"]), (&json!(4), &json!(true)), "validator {i}");
     }
     // Now the package is free: the second operator hands it over.
     let (status, body) = c.step(&op2, s3, 1, "PKG-1", Action::Handover { courier: net.key("courier-1").public() }).await;
@@ -119,7 +129,7 @@ async fn every_step_acknowledged_before_a_gateway_sigkill_is_finalized_exactly_o
         let (status, _) = c.step(&sup2, b, i, &format!("B-{i}"), gateway::register(&c.chain, &sup2, &format!("B-{i}"))).await;
         assert_eq!(status, 200);
     }
-    assert_eq!(c.commit(b).await.0, 202);
+    assert_eq!(c.commit(&sup2, b, 3).await.0, 202);
     gw.kill();
 
     gw.restart();
@@ -129,7 +139,7 @@ async fn every_step_acknowledged_before_a_gateway_sigkill_is_finalized_exactly_o
     let sa = c.session(a).await;
     assert_eq!(sa["status"]["state"], "open", "{sa}");
     assert_eq!(sa["steps"].as_array().expect("steps").len(), 5);
-    assert_eq!(c.commit(a).await.0, 202);
+    assert_eq!(c.commit(&sup, a, 5).await.0, 202);
     // Kill again while A is committing, and restart once more.
     gw.kill();
     gw.restart();
@@ -170,7 +180,7 @@ async fn after_a_gateway_sigkill_resent_steps_get_their_receipts_and_final_steps
     let f_step = gateway::step(&c.chain, &sup, f, 1, "F-1", gateway::register(&c.chain, &sup, "F-1"));
     let (status, f_answer) = post(&net.http, &steps_url(f), &json!(f_step)).await;
     assert_eq!(status, 200, "{f_answer}");
-    assert_eq!(c.commit(f).await.0, 202);
+    assert_eq!(c.commit(&sup, f, 1).await.0, 202);
     let before = c.wait_state(f, "finalized", Duration::from_secs(30)).await;
     let height = before["steps"][0]["finality"]["height"].as_u64().expect("a height");
     let tx_hash = before["steps"][0]["finality"]["tx_hash"].clone();
@@ -203,7 +213,7 @@ async fn after_a_gateway_sigkill_resent_steps_get_their_receipts_and_final_steps
     let (status, body) = post(&net.http, &steps_url(f), &json!(other)).await;
     assert_eq!((status, body["code"].as_str()), (409, Some("bad_sequence")), "{body}");
     // The pending session still finalizes, once.
-    assert_eq!(c.commit(p).await.0, 202);
+    assert_eq!(c.commit(&sup, p, 1).await.0, 202);
     c.wait_state(p, "finalized", Duration::from_secs(30)).await;
     let s = net.query(0, &format!("/session/{p}")).await.expect("session on L1");
     assert_eq!(s["last_seq"], 1);
@@ -234,8 +244,10 @@ async fn with_l1_stopped_steps_are_answered_tentatively_then_503_then_the_backlo
     for i in 0..4 {
         net.devnet.start_node(i).expect("restart node");
     }
-    // The session was auto-committed while L1 was away; it drains by itself.
-    let done = c.wait_state(s, "finalized", Duration::from_secs(60)).await;
+    // The session was checkpointed while L1 was away; it drains by itself
+    // and stays open.
+    let done = c.wait_final_steps(s, 4, Duration::from_secs(60)).await;
+    assert_eq!(done["status"]["state"], "open", "{done}");
     let h = done["steps"][3]["finality"]["height"].as_u64().expect("final height");
     net.wait_height(&[2], h, Duration::from_secs(30)).await;
     let s2 = c.open(&sup, 2).await;
@@ -243,4 +255,42 @@ async fn with_l1_stopped_steps_are_answered_tentatively_then_503_then_the_backlo
     assert_eq!(status, 200, "the gateway accepts again once the backlog drained: {body}");
     let v: Value = net.query(2, &format!("/session/{s}")).await.expect("session on L1");
     assert_eq!(v["last_seq"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_keeps_the_session_open_and_only_the_owners_close_ends_it_on_every_validator() {
+    let net = Net::start(4, 65).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Every step is checkpointed at once.
+    let gw = GatewayProc::start(&net, dir.path(), "127.0.65.100:8080", &["--auto-commit-steps", "1"]);
+    gw.wait_ready(&net.http).await;
+    let c = Client { http: &net.http, url: gw.url.clone(), chain: net.layout.chain_id.clone(), gateway: net.key("gateway-1").clone() };
+    let (sup, sup2) = (net.key("supplier-1").clone(), net.key("supplier-2").clone());
+
+    let s = c.open(&sup, 1).await;
+    let (status, body) = c.step(&sup, s, 1, "CK-1", gateway::register(&c.chain, &sup, "CK-1")).await;
+    assert_eq!(status, 200, "{body}");
+    let v = c.wait_final_steps(s, 1, Duration::from_secs(30)).await;
+    assert_eq!(v["status"]["state"], "open", "a checkpoint does not close: {v}");
+    let on_l1 = net.query(0, &format!("/session/{s}")).await.expect("the checkpoint is on L1");
+    assert_eq!((&on_l1["last_seq"], &on_l1["closed"]), (&json!(1), &json!(false)));
+
+    // Nobody but the owner closes it; the refused attempts change nothing.
+    let (status, body) = post(&net.http, &format!("{}/v1/sessions/{s}/commit", gw.url), &json!({})).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("signature_required")), "{body}");
+    let (status, body) = c.commit(&sup2, s, 1).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("not_session_owner")), "{body}");
+    let (status, body) = c.step(&sup, s, 2, "CK-2", gateway::register(&c.chain, &sup, "CK-2")).await;
+    assert_eq!(status, 200, "the owner goes on: {body}");
+
+    assert_eq!(c.commit(&sup, s, 2).await.0, 202);
+    c.wait_state(s, "finalized", Duration::from_secs(30)).await;
+    for i in 0..4 {
+        let on_l1 = net.query(i, &format!("/session/{s}")).await.expect("session on L1");
+        assert_eq!((&on_l1["last_seq"], &on_l1["closed"]), (&json!(2), &json!(true)), "validator {i}");
+    }
+    let (status, body) = c.step(&sup, s, 3, "CK-3", gateway::register(&c.chain, &sup, "CK-3")).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("session_not_open")), "{body}");
+    let (_, st) = gateway::get(&net.http, &format!("{}/v1/status", gw.url)).await;
+    assert_eq!(st["prediction_mismatches"], 0, "{st}");
 }

@@ -62,7 +62,7 @@ fn operator_steps(net: &Net, session: Hash, package: &str) -> Vec<SignedStep> {
 
 fn batch_tx(net: &Net, session: Hash, open: Option<SignedSessionOpen>, steps: Vec<SignedStep>, claims: Vec<Hash>) -> Vec<u8> {
     let gw = net.key("gateway-1");
-    let body = BatchBody { chain_id: net.layout.chain_id.clone(), session, open, steps, claims, gateway: gw.public() };
+    let body = BatchBody { chain_id: net.layout.chain_id.clone(), session, open, steps, claims, gateway: gw.public(), close: None };
     Tx::SessionBatch(body.sign(gw)).encode()
 }
 

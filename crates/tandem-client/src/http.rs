@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tandem_core::message::{Action, DirectStep, Receipt, SessionOpen, SignedSessionOpen, SignedStep, Step};
+use tandem_core::message::{Action, DirectStep, Receipt, SessionClose, SessionOpen, SignedSessionOpen, SignedStep, Step};
 use tandem_core::model::Package;
 use tandem_core::{Hash, Outcome, PublicKey, SecretKey};
 
@@ -317,9 +317,18 @@ impl Client {
         Ok(EventStream { response: r, buf: Vec::new() })
     }
 
-    /// `POST /v1/sessions/{id}/commit`.
-    pub async fn commit(&self, id: &Hash) -> Result<Value, ClientError> {
-        self.send(self.http.post(format!("{}/v1/sessions/{id}/commit", self.base)).json(&json!({}))).await
+    /// `POST /v1/sessions/{id}/commit`: close the session after step
+    /// `last_seq`, signed by its `owner` (only the owner may close it).
+    pub async fn commit(&self, owner: &SecretKey, id: &Hash, last_seq: u64) -> Result<Value, ClientError> {
+        let close = SessionClose { chain_id: self.chain_id.clone(), session: *id, owner: owner.public(), last_seq }.sign(owner);
+        self.send(self.http.post(format!("{}/v1/sessions/{id}/commit", self.base)).json(&close)).await
+    }
+
+    /// The seq of a session's last step at the gateway (what a close names).
+    pub async fn last_seq(&self, id: &Hash) -> Result<u64, ClientError> {
+        let s = self.session(id).await?;
+        let held = s["steps"].as_array().into_iter().flatten().filter_map(|st| st["seq"].as_u64()).max();
+        Ok(s["last_seq"].as_u64().or(held).unwrap_or(0).max(s["final_seq"].as_u64().unwrap_or(0)))
     }
 
     /// Wait until a session is finalized (or fail when it is rejected).
@@ -427,9 +436,10 @@ impl Session {
         }
     }
 
-    /// Ask the gateway to finalize the session.
+    /// Close the session after its last step (signed with the owner's key)
+    /// and have the gateway finalize it.
     pub async fn commit(&self) -> Result<Value, ClientError> {
-        self.client.commit(&self.id).await
+        self.client.commit(&self.key, &self.id, self.next_seq - 1).await
     }
 
     /// Commit and wait for finality.

@@ -13,7 +13,9 @@ use crate::crypto::{Domain, Hash, PublicKey};
 use crate::kv::{KvRead, KvWrite, Overlay};
 use crate::limits::*;
 use crate::memo::SigMemo;
-use crate::message::{Action, AdminOp, DirectStep, Outcome, SessionBatch, SignedAdmin, SignedSessionOpen, SignedStep, Tx};
+use crate::message::{
+    Action, AdminOp, DirectStep, Outcome, SessionBatch, SignedAdmin, SignedSessionClose, SignedSessionOpen, SignedStep, Tx,
+};
 use crate::model::{Actor, Gateway, HistoryEntry, Label, Package, QcRecord, Role, SessionRecord};
 use crate::reject::{Code, Rejection};
 use crate::state::{StateRead, StateWrite};
@@ -243,6 +245,9 @@ fn decide(state: &mut impl KvWrite, ctx: &Ctx<'_>, signed: &SignedStep, verified
     let Some(mut session) = state.session(&step.session) else {
         return reject(Code::UnknownSession, format!("session {} is not open", step.session));
     };
+    if session.closed {
+        return reject(Code::SessionClosed, format!("session {} was closed by its owner", step.session));
+    }
     if session.owner != step.actor {
         return reject(Code::NotSessionOwner, "the step's actor does not own the session");
     }
@@ -379,7 +384,7 @@ pub fn open_session(state: &mut impl KvWrite, ctx: &Ctx<'_>, signed: &SignedSess
     if state.session(&id).is_some() {
         return reject(Code::SessionExists, format!("session {id} exists already"));
     }
-    let record = SessionRecord { id, owner: open.owner, gateway: open.gateway, last_seq: 0 };
+    let record = SessionRecord { id, owner: open.owner, gateway: open.gateway, last_seq: 0, closed: false };
     state.put_session(&record);
     Ok(record)
 }
@@ -398,8 +403,32 @@ fn whole(code: Code, detail: impl Into<String>) -> BatchRejection {
     BatchRejection { index: None, rejection: Rejection::new(code, detail) }
 }
 
+/// Check an owner's close against the session it names: same chain and
+/// session, signed by the session's owner, and ending exactly at `last_seq`,
+/// the session's last step once the batch carrying it is applied.
+fn check_close(ctx: &Ctx<'_>, close: &SignedSessionClose, session: &SessionRecord, last_seq: u64) -> Result<(), BatchRejection> {
+    let c = &close.close;
+    if c.chain_id != ctx.chain_id {
+        return Err(whole(Code::WrongChain, format!("close is for chain {:?}", c.chain_id)));
+    }
+    if c.session != session.id {
+        return Err(whole(Code::WrongSession, "the close is for another session"));
+    }
+    if c.owner != session.owner {
+        return Err(whole(Code::NotSessionOwner, "the close is not signed by the session's owner"));
+    }
+    if !close.verify(ctx.sigs) {
+        return Err(whole(Code::BadSignature, "the owner's close signature does not verify"));
+    }
+    if c.last_seq != last_seq {
+        return Err(whole(Code::BadSequence, format!("the close ends at seq {}, the batch at seq {last_seq}", c.last_seq)));
+    }
+    Ok(())
+}
+
 /// Decide a session batch: every step valid and every claimed outcome equal to
-/// the replayed one, or nothing is written.
+/// the replayed one, and its owner's close (if any) valid and ending at its
+/// last step, or nothing is written.
 pub fn apply_batch(state: &mut impl KvWrite, ctx: &Ctx<'_>, batch: &SessionBatch) -> Result<Vec<Outcome>, BatchRejection> {
     let body = &batch.body;
     if body.chain_id != ctx.chain_id {
@@ -413,13 +442,20 @@ pub fn apply_batch(state: &mut impl KvWrite, ctx: &Ctx<'_>, batch: &SessionBatch
     if !body.gateway.verify_memo(Domain::Batch, body, &batch.signature, ctx.sigs) {
         return Err(whole(Code::BadSignature, "the gateway's batch signature does not verify"));
     }
-    if body.steps.is_empty() || body.steps.len() > BATCH_STEPS_MAX || body.claims.len() != body.steps.len() {
-        return Err(whole(Code::BadBatch, format!("a batch has 1 to {BATCH_STEPS_MAX} steps and one claim per step")));
+    let too_few = body.steps.is_empty() && body.close.is_none();
+    if too_few || body.steps.len() > BATCH_STEPS_MAX || body.claims.len() != body.steps.len() {
+        return Err(whole(
+            Code::BadBatch,
+            format!("a batch has 1 to {BATCH_STEPS_MAX} steps (0 only with a close) and one claim per step"),
+        ));
     }
-    let first_seq = body.steps[0].step.seq;
+    let first_seq = body.steps.first().map(|s| s.step.seq);
     let mut overlay = Overlay::new(&*state);
     match (&body.open, overlay.session(&body.session)) {
-        (_, Some(existing)) if first_seq <= existing.last_seq => {
+        (_, Some(existing)) if existing.closed => {
+            return Err(whole(Code::SessionClosed, format!("session {} was closed at seq {}", body.session, existing.last_seq)))
+        }
+        (_, Some(existing)) if first_seq.is_some_and(|f| f <= existing.last_seq) => {
             return Err(whole(Code::Duplicate, format!("session {} is final up to seq {}", body.session, existing.last_seq)))
         }
         (Some(_), Some(_)) => return Err(whole(Code::SessionExists, "the open request was finalized before")),
@@ -436,6 +472,12 @@ pub fn apply_batch(state: &mut impl KvWrite, ctx: &Ctx<'_>, batch: &SessionBatch
     if session.gateway != Some(body.gateway) {
         return Err(whole(Code::GatewayMismatch, "the session belongs to another gateway"));
     }
+    if let Some(close) = &body.close {
+        // Steps apply only in sequence, so a batch that commits ends at its
+        // last step's seq.
+        let last_seq = body.steps.last().map_or(session.last_seq, |s| s.step.seq);
+        check_close(ctx, close, &session, last_seq)?;
+    }
     let mut outcomes = Vec::with_capacity(body.steps.len());
     for (i, (signed, claim)) in body.steps.iter().zip(&body.claims).enumerate() {
         let at = |rejection| BatchRejection { index: Some(i as u32), rejection };
@@ -447,6 +489,11 @@ pub fn apply_batch(state: &mut impl KvWrite, ctx: &Ctx<'_>, batch: &SessionBatch
             return Err(at(Rejection::new(Code::OutcomeMismatch, format!("claimed outcome {claim}, replayed {}", outcome.hash()))));
         }
         outcomes.push(outcome);
+    }
+    if body.close.is_some() {
+        let mut closed = overlay.session(&body.session).expect("found above");
+        closed.closed = true;
+        overlay.put_session(&closed);
     }
     let writes = overlay.into_writes();
     write_back(state, writes);
@@ -561,12 +608,15 @@ pub enum TxResult {
     Committed {
         /// The session.
         session: Hash,
-        /// Its first and last sequence numbers in this batch.
+        /// The first sequence number in this batch (one more than
+        /// `last_seq` when the batch carries no step, only a close).
         first_seq: u64,
-        /// Last sequence number.
+        /// The session's last sequence number after this batch.
         last_seq: u64,
         /// One outcome per step.
         outcomes: Vec<Outcome>,
+        /// The batch carried the owner's close: the session is closed.
+        closed: bool,
     },
     /// A direct step committed.
     Direct {
@@ -627,6 +677,9 @@ pub fn check_stateless(bytes: &[u8], memo: Option<&SigMemo>) -> Result<Tx, Rejec
                 return Err(bad("gateway's batch"));
             }
             check_open(&b.body.open)?;
+            if b.body.close.as_ref().is_some_and(|c| !c.verify(memo)) {
+                return Err(bad("owner's close"));
+            }
             for s in &b.body.steps {
                 if !s.step.actor.verify_memo(Domain::Step, &s.step, &s.signature, memo) {
                     return Err(bad("step's"));
@@ -726,12 +779,19 @@ pub fn execute(state: &mut impl KvWrite, ctx: &Ctx<'_>, bytes: &[u8]) -> TxResul
     };
     match tx {
         Tx::SessionBatch(batch) => match apply_batch(state, ctx, &batch) {
-            Ok(outcomes) => TxResult::Committed {
-                session: batch.body.session,
-                first_seq: batch.body.steps.first().map_or(0, |s| s.step.seq),
-                last_seq: batch.body.steps.last().map_or(0, |s| s.step.seq),
-                outcomes,
-            },
+            Ok(outcomes) => {
+                // A committed batch without steps carries a close, which
+                // names the session's last seq.
+                let last_seq = batch.body.steps.last().map(|s| s.step.seq).or(batch.body.close.as_ref().map(|c| c.close.last_seq));
+                let last_seq = last_seq.unwrap_or(0);
+                TxResult::Committed {
+                    session: batch.body.session,
+                    first_seq: batch.body.steps.first().map_or(last_seq + 1, |s| s.step.seq),
+                    last_seq,
+                    outcomes,
+                    closed: batch.body.close.is_some(),
+                }
+            }
             Err(refused) => {
                 if let Some(code) = gateway_fault(ctx, &batch, &refused) {
                     // Evidence against the gateway, kept on chain: it signed

@@ -21,6 +21,8 @@ pub enum Domain {
     Step,
     /// A client's request to open a session.
     SessionOpen,
+    /// A session owner's close of its session.
+    SessionClose,
     /// A session id derived from its open request.
     SessionId,
     /// A supplier's manifest.
@@ -43,6 +45,7 @@ impl Domain {
         match self {
             Domain::Step => b"tandem/v1/step",
             Domain::SessionOpen => b"tandem/v1/session-open",
+            Domain::SessionClose => b"tandem/v1/session-close",
             Domain::SessionId => b"tandem/v1/session-id",
             Domain::Manifest => b"tandem/v1/manifest",
             Domain::Batch => b"tandem/v1/batch",

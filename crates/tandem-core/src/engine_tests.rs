@@ -350,6 +350,10 @@ fn the_largest_accepted_step_is_exactly_the_computed_bound() {
         steps: vec![signed.clone()],
         claims: vec![outcome.hash()],
         gateway: cast.gateway.public(),
+        close: Some(
+            crate::message::SessionClose { chain_id: chain.clone(), session, owner: cast.supplier.public(), last_seq: 1 }
+                .sign(&cast.supplier),
+        ),
     }
     .sign(&cast.gateway);
     let tx = Tx::SessionBatch(batch.clone()).encode();
@@ -478,6 +482,113 @@ fn batch_headers_are_checked() {
         s.step.session = did;
     }
     assert_eq!(check(&wrong_gw.sign(&cast.gateway), &state).rejection.code, Code::GatewayMismatch);
+}
+
+/// Re-sign `b` with a close (and optionally other steps), as a gateway would.
+fn with_close(cast: &Cast, b: &SessionBatch, close: Option<crate::message::SignedSessionClose>) -> SessionBatch {
+    let mut body = b.body.clone();
+    body.close = close;
+    body.sign(&cast.gateway)
+}
+
+#[test]
+fn an_owner_signed_close_closes_the_session_and_l1_refuses_anything_later() {
+    let cast = Cast::new();
+    let mut state = cast.state();
+    let b = full_session(&cast, &mut state, "P");
+    let id = b.body.session;
+    let closing = with_close(&cast, &b, Some(close(&cast.operator, id, 4)));
+    assert!(crate::apply::check_stateless(&Tx::SessionBatch(closing.clone()).encode(), None).is_ok());
+    match execute(&mut state, &ctx(), &Tx::SessionBatch(closing).encode()) {
+        TxResult::Committed { first_seq, last_seq, closed, .. } => assert_eq!((first_seq, last_seq, closed), (1, 4, true)),
+        other => panic!("not committed: {other:?}"),
+    }
+    let record = state.session(&id).expect("session");
+    assert!(record.closed);
+    assert_eq!(record.last_seq, 4);
+    // A later step, in a batch or as a checkpoint with or without a close,
+    // is refused, and changes nothing.
+    let before = state.writes().clone();
+    let next = step(&cast.operator, id, 5, "P", handover(cast.courier.public()));
+    let mut scratch = Overlay::new(&state);
+    let later = batch(&cast.gateway, id, None, vec![next.clone()], vec![Hash([0; 32])]);
+    assert_eq!(apply_batch(&mut scratch, &ctx(), &later).expect_err("closed").rejection.code, Code::SessionClosed);
+    let reclose = batch_closing(&cast.gateway, id, None, vec![], vec![], close(&cast.operator, id, 4));
+    assert_eq!(apply_batch(&mut scratch, &ctx(), &reclose).expect_err("closed").rejection.code, Code::SessionClosed);
+    assert!(scratch.writes().is_empty());
+    assert_eq!(crate::apply::apply(&mut scratch, &ctx(), &next).expect_err("closed").code, Code::SessionClosed);
+    assert_eq!(&before, state.writes());
+}
+
+#[test]
+fn a_close_not_signed_by_the_owner_or_not_at_the_last_step_is_refused_whole() {
+    let cast = Cast::new();
+    let mut state = cast.state();
+    let b = full_session(&cast, &mut state, "P");
+    let id = b.body.session;
+    let refused = |close: crate::message::SignedSessionClose| -> Code {
+        let batch = with_close(&cast, &b, Some(close));
+        let mut o = Overlay::new(&state);
+        let r = apply_batch(&mut o, &ctx(), &batch).expect_err("refused");
+        assert_eq!(r.index, None, "the close is refused as a whole");
+        assert!(o.writes().is_empty(), "nothing written, not even the steps");
+        r.rejection.code
+    };
+    // Someone else closing the operator's session: by their own key ...
+    assert_eq!(refused(close(&cast.operator2, id, 4)), Code::NotSessionOwner);
+    assert_eq!(refused(close(&cast.gateway, id, 4)), Code::NotSessionOwner);
+    // ... or naming the owner without the owner's key.
+    let mut forged = close(&cast.operator2, id, 4);
+    forged.close.owner = cast.operator.public();
+    assert_eq!(refused(forged.clone()), Code::BadSignature);
+    let tx = Tx::SessionBatch(with_close(&cast, &b, Some(forged))).encode();
+    assert_eq!(crate::apply::check_stateless(&tx, None).expect_err("stateless").code, Code::BadSignature);
+    // Not at the batch's last step, for another session or chain.
+    assert_eq!(refused(close(&cast.operator, id, 3)), Code::BadSequence);
+    assert_eq!(refused(close(&cast.operator, id, 5)), Code::BadSequence);
+    assert_eq!(refused(close(&cast.operator, Hash([3; 32]), 4)), Code::WrongSession);
+    let mut other_chain = close(&cast.operator, id, 4).close;
+    other_chain.chain_id = "another-chain".into();
+    assert_eq!(refused(other_chain.sign(&cast.operator)), Code::WrongChain);
+    // The replayed refusal leaves the session unknown on L1.
+    match execute(&mut state, &ctx(), &Tx::SessionBatch(with_close(&cast, &b, Some(close(&cast.operator2, id, 4)))).encode()) {
+        TxResult::Rejected { rejection, .. } => assert_eq!(rejection.code, Code::NotSessionOwner),
+        other => panic!("accepted: {other:?}"),
+    }
+    assert!(state.session(&id).is_none());
+}
+
+#[test]
+fn checkpoints_leave_the_session_open_and_a_close_alone_ends_it() {
+    let cast = Cast::new();
+    let mut state = cast.state();
+    let b = full_session(&cast, &mut state, "P");
+    let id = b.body.session;
+    let (open_req, steps, claims) = (b.body.open.clone(), b.body.steps.clone(), b.body.claims.clone());
+    let first = batch(&cast.gateway, id, open_req, steps[..2].to_vec(), claims[..2].to_vec());
+    let second = batch(&cast.gateway, id, None, steps[2..].to_vec(), claims[2..].to_vec());
+    for (b, range) in [(first, (1, 2)), (second, (3, 4))] {
+        match execute(&mut state, &ctx(), &Tx::SessionBatch(b).encode()) {
+            TxResult::Committed { first_seq, last_seq, closed: false, .. } => assert_eq!((first_seq, last_seq), range),
+            other => panic!("checkpoint not committed: {other:?}"),
+        }
+        assert!(!state.session(&id).expect("session").closed);
+    }
+    // A batch with no step and no close is malformed.
+    let empty = batch(&cast.gateway, id, None, vec![], vec![]);
+    assert_eq!(apply_batch(&mut Overlay::new(&state), &ctx(), &empty).expect_err("empty").rejection.code, Code::BadBatch);
+    // The close alone, at the last finalized step.
+    let at_three = batch_closing(&cast.gateway, id, None, vec![], vec![], close(&cast.operator, id, 3));
+    assert_eq!(apply_batch(&mut Overlay::new(&state), &ctx(), &at_three).expect_err("seq").rejection.code, Code::BadSequence);
+    let closing = batch_closing(&cast.gateway, id, None, vec![], vec![], close(&cast.operator, id, 4));
+    match execute(&mut state, &ctx(), &Tx::SessionBatch(closing).encode()) {
+        TxResult::Committed { first_seq, last_seq, outcomes, closed: true, .. } => {
+            assert_eq!((first_seq, last_seq), (5, 4));
+            assert!(outcomes.is_empty());
+        }
+        other => panic!("close not committed: {other:?}"),
+    }
+    assert!(state.session(&id).expect("session").closed);
 }
 
 #[test]

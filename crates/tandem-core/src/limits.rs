@@ -94,10 +94,12 @@ pub const SIGNED_STEP_BYTES_MAX: usize =
     string_bytes(CHAIN_ID_BYTES_MAX) + HASH_BYTES + 8 + KEY_BYTES + string_bytes(ID_BYTES_MAX) + ACTION_BYTES_MAX + 8 + SIGNATURE_BYTES;
 /// Largest borsh encoding of a `Tx::SessionBatch` around its steps and
 /// claims: tag, chain id, session, the optional open request, the two list
-/// lengths, the gateway's key and signature.
+/// lengths, the gateway's key, the optional owner's close (chain id,
+/// session, owner, last seq, signature) and the gateway's signature.
 pub const BATCH_OVERHEAD_BYTES_MAX: usize = {
     let open = string_bytes(CHAIN_ID_BYTES_MAX) + KEY_BYTES + 1 + KEY_BYTES + 8 + 8 + SIGNATURE_BYTES;
-    1 + string_bytes(CHAIN_ID_BYTES_MAX) + HASH_BYTES + 1 + open + 4 + 4 + KEY_BYTES + SIGNATURE_BYTES
+    let close = string_bytes(CHAIN_ID_BYTES_MAX) + HASH_BYTES + KEY_BYTES + 8 + SIGNATURE_BYTES;
+    1 + string_bytes(CHAIN_ID_BYTES_MAX) + HASH_BYTES + 1 + open + 4 + 4 + KEY_BYTES + 1 + close + SIGNATURE_BYTES
 };
 /// What one step adds to a batch: the signed step and its outcome claim.
 pub const fn batch_step_bytes(signed_step_bytes: usize) -> usize {

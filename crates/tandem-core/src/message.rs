@@ -163,6 +163,46 @@ pub struct SignedSessionOpen {
     pub signature: Signature,
 }
 
+/// A session owner's close of its session after step `last_seq`: from then
+/// on the session takes no more steps. Only the owner can close a session; a
+/// gateway carries the signed close in the batch that ends at `last_seq`
+/// (see [`BatchBody::close`]), so that L1 checks it too.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct SessionClose {
+    /// The chain it is meant for.
+    pub chain_id: String,
+    /// The session closed.
+    pub session: Hash,
+    /// The owner, who signs (the session's owner on L1).
+    pub owner: PublicKey,
+    /// The sequence number of the session's last step (0 for none).
+    pub last_seq: u64,
+}
+
+impl SessionClose {
+    /// Sign it.
+    pub fn sign(self, key: &SecretKey) -> SignedSessionClose {
+        let signature = key.sign(Domain::SessionClose, &self);
+        SignedSessionClose { close: self, signature }
+    }
+}
+
+/// A close with its owner's signature.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
+pub struct SignedSessionClose {
+    /// The close.
+    pub close: SessionClose,
+    /// The owner's signature ([`Domain::SessionClose`]).
+    pub signature: Signature,
+}
+
+impl SignedSessionClose {
+    /// Does the owner's signature hold?
+    pub fn verify(&self, memo: Option<&crate::memo::SigMemo>) -> bool {
+        self.close.owner.verify_memo(Domain::SessionClose, &self.close, &self.signature, memo)
+    }
+}
+
 /// What a gateway signs when it submits a checkpoint of a session.
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize, Deserialize)]
 pub struct BatchBody {
@@ -178,6 +218,10 @@ pub struct BatchBody {
     pub claims: Vec<Hash>,
     /// The submitting gateway.
     pub gateway: PublicKey,
+    /// The owner's close, in the session's last batch only: the session is
+    /// closed after this batch's last step. A batch without it is a
+    /// checkpoint and leaves the session open.
+    pub close: Option<SignedSessionClose>,
 }
 
 /// A checkpoint of a session, committed whole or rejected whole.

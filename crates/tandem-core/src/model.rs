@@ -270,4 +270,7 @@ pub struct SessionRecord {
     pub gateway: Option<PublicKey>,
     /// The sequence number of its last finalized step (0 before the first).
     pub last_seq: u64,
+    /// Closed by its owner's signed close: it takes no more steps or
+    /// batches.
+    pub closed: bool,
 }

@@ -112,6 +112,8 @@ codes! {
     /// A key that cannot verify signatures (of small order, or not a curve
     /// point) may not be registered.
     WeakKey = 35, "weak_key";
+    /// The session was closed by its owner and takes nothing more.
+    SessionClosed = 36, "session_closed";
 }
 
 /// In state (a gateway's fault counts) a code is its ABCI number, a `u32`.

@@ -9,7 +9,9 @@ use crate::crypto::{Domain, Hash, PublicKey, SecretKey};
 use crate::genesis::{Genesis, GenesisActor, GenesisGateway};
 use crate::kv::Overlay;
 use crate::limits::{ID_BYTES_MAX, MANIFEST_LINES_MAX, QUANTITY_MAX, TEXT_BYTES_MAX};
-use crate::message::{Action, BatchBody, ItemCount, SessionBatch, SessionOpen, SignedSessionOpen, SignedStep, Step};
+use crate::message::{
+    Action, BatchBody, ItemCount, SessionBatch, SessionClose, SessionOpen, SignedSessionClose, SignedSessionOpen, SignedStep, Step,
+};
 use crate::model::{Manifest, ManifestLine, Priority, Role};
 use crate::workflow::INTAKE;
 
@@ -204,5 +206,22 @@ pub fn batch(
     steps: Vec<SignedStep>,
     claims: Vec<Hash>,
 ) -> SessionBatch {
-    BatchBody { chain_id: CHAIN_ID.into(), session, open, steps, claims, gateway: gateway.public() }.sign(gateway)
+    BatchBody { chain_id: CHAIN_ID.into(), session, open, steps, claims, gateway: gateway.public(), close: None }.sign(gateway)
+}
+
+/// An owner's signed close of `session` after step `last_seq`.
+pub fn close(owner: &SecretKey, session: Hash, last_seq: u64) -> SignedSessionClose {
+    SessionClose { chain_id: CHAIN_ID.into(), session, owner: owner.public(), last_seq }.sign(owner)
+}
+
+/// [`batch`] carrying the owner's `close`.
+pub fn batch_closing(
+    gateway: &SecretKey,
+    session: Hash,
+    open: Option<SignedSessionOpen>,
+    steps: Vec<SignedStep>,
+    claims: Vec<Hash>,
+    close: SignedSessionClose,
+) -> SessionBatch {
+    BatchBody { chain_id: CHAIN_ID.into(), session, open, steps, claims, gateway: gateway.public(), close: Some(close) }.sign(gateway)
 }

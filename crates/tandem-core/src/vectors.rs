@@ -60,6 +60,10 @@ pub fn vectors() -> Value {
     let mut session_id = entry("session_id", Domain::SessionId, &open_req.open, None);
     session_id["note"] = json!("the session id is sha256_hex of this entry");
     let tx = Tx::SessionBatch(b.clone());
+    // The owner closes the session after its scan step, in a batch of its own.
+    let owner_close = close(&cast.operator, session, 1);
+    let closing = batch_closing(&cast.gateway, session, None, vec![], vec![], owner_close.clone());
+    let closing_tx = Tx::SessionBatch(closing.clone());
     let list = vec![
         entry("session_open", Domain::SessionOpen, &open_req.open, Some(&cast.operator)),
         session_id,
@@ -70,6 +74,9 @@ pub fn vectors() -> Value {
         entry("batch_body", Domain::Batch, &b.body, Some(&cast.gateway)),
         entry("receipt", Domain::Receipt, &receipt.body, Some(&cast.gateway)),
         json!({ "name": "tx_session_batch", "json": tx, "tx_hex": hex::encode(tx.encode()) }),
+        entry("session_close", Domain::SessionClose, &owner_close.close, Some(&cast.operator)),
+        entry("batch_body_close", Domain::Batch, &closing.body, Some(&cast.gateway)),
+        json!({ "name": "tx_session_batch_close", "json": closing_tx, "tx_hex": hex::encode(closing_tx.encode()) }),
     ];
     json!({
         "about": "Tandem protocol test vectors. Keys are Ed25519 from the given 32-byte seeds; signatures are deterministic (RFC 8032). signing_bytes = domain tag || 0x00 || borsh(message); sha256 is over signing_bytes.",
@@ -106,9 +113,11 @@ mod tests {
                 key.verify_strict(&hex::decode(bytes).expect("hex"), &sig).expect("verifies");
             }
         }
-        let tx_hex = v["vectors"][8]["tx_hex"].as_str().expect("tx");
-        let tx = Tx::decode(&hex::decode(tx_hex).expect("hex")).expect("decodes");
-        let json_back: Tx = serde_json::from_value(v["vectors"][8]["json"].clone()).expect("json");
-        assert_eq!(tx, json_back);
+        for i in [8, 11] {
+            let tx_hex = v["vectors"][i]["tx_hex"].as_str().expect("tx");
+            let tx = Tx::decode(&hex::decode(tx_hex).expect("hex")).expect("decodes");
+            let json_back: Tx = serde_json::from_value(v["vectors"][i]["json"].clone()).expect("json");
+            assert_eq!(tx, json_back);
+        }
     }
 }

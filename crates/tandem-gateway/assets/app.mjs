@@ -274,8 +274,14 @@ function connectEvents() {
     touchSession(e.session, { status: "committing" });
     refreshSession(e.session);
   });
+  on("session_expired", (e) => {
+    touchSession(e.session, { status: "expired" });
+    refreshSession(e.session);
+  });
   on("session_finalized", async (e) => {
-    const s = touchSession(e.session, e.complete ? { status: "finalized" } : {});
+    // An expired session's steps become final too; it stays "expired".
+    const expired = touchSession(e.session).status === "expired";
+    const s = touchSession(e.session, e.complete && !expired ? { status: "finalized" } : {});
     consoleUi.markFinal(e.session, e.last_seq, e.height, e.tx_hash, Date.now());
     refreshStatus();
     await refreshSession(e.session);

@@ -272,7 +272,12 @@ export class Console {
     if (!s) return;
     try {
       const at = Date.now();
-      await api(`/v1/sessions/${s.id}/commit`, { method: "POST", body: "{}" });
+      // Only the owner closes its session: the close is signed here, after
+      // the session's last step.
+      const st = this.hooks.status();
+      if (!st) throw new Error("the gateway's status is not known yet");
+      const close = await P.signSessionClose(who.secret_key, { chain_id: st.chain_id, session: s.id, owner: who.public_key, last_seq: s.seq });
+      await api(`/v1/sessions/${s.id}/commit`, { method: "POST", body: JSON.stringify(close) });
       s.committed = true;
       this.log("commit", `${who.name} committed session ${short(s.id, 10)}: waiting for L1`, { session: s.id });
       this.hooks.onCommit({ session: s.id, at });

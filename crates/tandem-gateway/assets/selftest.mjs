@@ -15,6 +15,8 @@ const ENCODERS = {
   outcome: P.encodeOutcome,
   batch_body: P.encodeBatchBody,
   receipt: P.encodeReceiptBody,
+  session_close: P.encodeSessionClose,
+  batch_body_close: P.encodeBatchBody,
 };
 
 const hex = P.bytesToHex;
@@ -33,7 +35,7 @@ export async function runSelfTest() {
   }
   for (const v of doc.vectors) {
     try {
-      if (v.name === "tx_session_batch") {
+      if (v.tx_hex) {
         check(v.name, "tx encoding", hex(P.encodeTx(v.json)) === v.tx_hex);
         continue;
       }

@@ -22,7 +22,7 @@ use futures::StreamExt as _;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tandem_core::apply::{TxResult, VerifiedStep};
-use tandem_core::message::{DirectStep, SignedSessionOpen, SignedStep, Tx};
+use tandem_core::message::{DirectStep, SignedSessionClose, SignedSessionOpen, SignedStep, Tx};
 use tandem_core::state::StateRead;
 use tandem_core::{Code, Hash, PublicKey};
 use tandem_rpc::L1Error;
@@ -526,14 +526,49 @@ async fn get_step(State(gw): State<Arc<Shared>>, Path((id, seq)): Path<(String, 
     Ok(Json(v))
 }
 
-async fn commit(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+/// The owner's signed close from a commit request's body. A body without a
+/// signature (empty, `{}`, anything unsigned) is refused as unauthenticated:
+/// only the session's owner may close it.
+fn parse_close(body: &[u8]) -> ApiResult<SignedSessionClose> {
+    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(body).map_err(|e| GwError::new(Kind::BadRequest, "malformed", format!("the body is not JSON: {e}")))?
+    };
+    if value.get("signature").is_none_or(Value::is_null) {
+        return Err(GwError::new(
+            Kind::Unauthorized,
+            "signature_required",
+            "a commit is the session owner's signed close: {\"close\": {chain_id, session, owner, last_seq}, \"signature\"}",
+        )
+        .into());
+    }
+    serde_json::from_value(value).map_err(|e| GwError::new(Kind::BadRequest, "malformed", format!("not a signed close: {e}")).into())
+}
+
+async fn commit(State(gw): State<Arc<Shared>>, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult<impl IntoResponse> {
     let id = parse_id(&id)?;
+    let close = parse_close(&body)?;
+    if close.close.session != id {
+        return Err(GwError::new(Kind::BadRequest, "session_mismatch", "the close names another session than the URL").into());
+    }
+    // Outside the lock: the ledger's own check then finds it in the memo.
+    if !close.verify(Some(&gw.sigs)) {
+        return Err(GwError::new(Kind::Unauthorized, "bad_signature", "the close's signature does not verify").into());
+    }
     let (status, wait) = {
         let mut st = gw.ledger();
         let Some(was) = st.ledger.session(&id).map(|s| s.status.clone()) else {
-            // Forgotten here but final on L1: committing it again is a no-op.
+            // Forgotten here: closed on L1 (a repeat), or not this gateway's
+            // business any more.
             return match st.base.session(&id) {
-                Some(_) => Ok((StatusCode::ACCEPTED, Json(json!({ "session_id": id, "status": SessionStatus::Finalized })))),
+                Some(rec) if rec.owner != close.close.owner => {
+                    Err(GwError::new(Kind::Forbidden, "not_session_owner", "only the session's owner may close it").into())
+                }
+                Some(rec) if rec.closed => {
+                    Ok((StatusCode::ACCEPTED, Json(json!({ "session_id": id, "status": SessionStatus::Finalized }))))
+                }
+                Some(_) => Err(GwError::new(Kind::Conflict, "session_not_open", format!("session {id} is no longer held here")).into()),
                 None => Err(GwError::unknown_session(id).into()),
             };
         };
@@ -542,10 +577,10 @@ async fn commit(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> ApiRes
             SessionStatus::Open => Some(gw.wal.reserve().map_err(|e| wal_refusal(&gw, e))?),
             _ => None,
         };
-        st.ledger.request_commit(&id, now_ms())?;
+        st.ledger.request_close(&id, close.clone(), now_ms())?;
         let status = st.ledger.session(&id).map(|s| s.status.clone()).unwrap_or(SessionStatus::Finalized);
         let wait = reservation.map(|r| {
-            let record = borsh::to_vec(&WalRecord::Commit(id)).expect("borsh encoding into a Vec cannot fail");
+            let record = borsh::to_vec(&WalRecord::Closed(close)).expect("borsh encoding into a Vec cannot fail");
             r.enqueue(vec![record]).unwrap_or_else(|e| fatal_wal(&e))
         });
         (status, wait)
@@ -574,6 +609,7 @@ async fn get_session(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> A
                     "owner": s.open.open.owner,
                     "status": s.status,
                     "final_seq": s.chain_seq,
+                    "last_seq": s.steps.last().map_or(s.chain_seq, |r| r.signed.step.seq),
                     "opened_ms": s.opened_ms,
                     "commit_ms": s.commit_ms,
                     "steps": steps,
@@ -587,9 +623,11 @@ async fn get_session(State(gw): State<Arc<Shared>>, Path(id): Path<String>) -> A
                         "session_id": id,
                         "owner": rec.owner,
                         "status": { "state": "finalized" },
+                        "closed": rec.closed,
                         "final_seq": rec.last_seq,
+                        "last_seq": rec.last_seq,
                         "steps": [],
-                        "note": "known from L1 and this gateway's finality index; it holds no steps of it in memory",
+                        "note": "known from L1 and this gateway's finality index; it holds no steps of it in memory (closed: whether its owner closed it on L1)",
                     }),
                     u64::MAX,
                 ),
@@ -722,7 +760,7 @@ async fn events(
 async fn status(State(gw): State<Arc<Shared>>) -> Json<Value> {
     let validators = gw.l1.validators().await;
     let st = gw.ledger();
-    let (open, committing, finalized, rejected) = st.ledger.counts();
+    let counts = st.ledger.counts();
     Json(json!({
         "gateway": gw.config.key.public(),
         "chain_id": gw.chain_id,
@@ -730,7 +768,7 @@ async fn status(State(gw): State<Arc<Shared>>) -> Json<Value> {
         "l1_reachable": !gw.l1_down.load(std::sync::atomic::Ordering::Relaxed),
         "replica_diverged": gw.diverged.load(std::sync::atomic::Ordering::Relaxed),
         "validators": validators.into_iter().map(|(url, h)| json!({ "rpc": url, "height": h, "reachable": h.is_some() })).collect::<Vec<_>>(),
-        "sessions": { "open": open, "committing": committing, "finalized": finalized, "rejected": rejected },
+        "sessions": counts,
         "pending_steps": st.ledger.pending_steps(),
         "prediction_mismatches": st.ledger.mismatches(),
         "foreign_batches": st.ledger.foreign_batches(),

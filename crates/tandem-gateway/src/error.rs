@@ -88,7 +88,7 @@ pub fn kind_of(code: Code) -> Kind {
             Kind::Forbidden
         }
         UnknownSession => Kind::NotFound,
-        BadSequence | SessionExists | Duplicate | SessionFull | KeyExists | BadNonce => Kind::Conflict,
+        BadSequence | SessionExists | Duplicate | SessionFull | KeyExists | BadNonce | SessionClosed => Kind::Conflict,
         TooLarge => Kind::TooLarge,
         UnknownPackage
         | PackageExists

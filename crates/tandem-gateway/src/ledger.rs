@@ -12,10 +12,20 @@
 //! committed state and a session whose outcomes change is rejected, never
 //! submitted with a wrong claim.
 //!
-//! Locks: a package touched by an open session is locked to it. Once the
-//! session is committing the lock is released and later sessions may build on
-//! its tentative state; such a session depends on it, is submitted only after
-//! it is final, and is rejected with it if it fails.
+//! Closing and checkpoints: only a session's owner closes it, with a signed
+//! close ([`SignedSessionClose`]) that travels in the session's last batch so
+//! that L1 checks it too. Before that, the gateway checkpoints an open
+//! session by itself (after `auto_commit_steps` unsent steps or
+//! `auto_commit_idle_ms` without a step): it sends the steps so far in a
+//! batch without a close, and the session stays open. An open session idle
+//! for `session_idle_expire_ms` expires: an empty one is dropped, one with
+//! steps has them all sent (without a close) and takes no more.
+//!
+//! Locks: a package touched by an open session is locked to it, checkpoints
+//! or not. Once the session is closed (or expired) the lock is released and
+//! later sessions may build on its tentative state; such a session depends on
+//! it, is submitted only after its steps are in flight, and is rejected with
+//! it if it fails.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -24,7 +34,7 @@ use serde::Serialize;
 use tandem_core::apply::{apply_verified, open_session, Ctx, TxResult, VerifiedStep};
 use tandem_core::kv::{KvRead, Overlay, WriteSet};
 use tandem_core::limits::{batch_step_bytes, BATCH_BYTES_MAX, BATCH_OVERHEAD_BYTES_MAX, BATCH_STEPS_MAX, STEP_BYTES_MAX};
-use tandem_core::message::{BatchBody, Receipt, ReceiptBody, SessionBatch, SignedSessionOpen, SignedStep, Tx};
+use tandem_core::message::{BatchBody, Receipt, ReceiptBody, SessionBatch, SignedSessionClose, SignedSessionOpen, SignedStep, Tx};
 use tandem_core::model::Package;
 use tandem_core::state::StateRead;
 use tandem_core::workflow::INTAKE;
@@ -38,14 +48,21 @@ mod audit;
 /// Limits and timers of the ledger.
 #[derive(Clone, Debug)]
 pub struct LedgerConfig {
-    /// Commit a session by itself once it holds this many unsent steps.
+    /// Checkpoint an open session (send its steps to L1 without closing it)
+    /// once it holds this many unsent steps.
     pub auto_commit_steps: usize,
-    /// Commit a session by itself after this long without a new step (ms).
+    /// Checkpoint an open session after this long without a new step (ms).
     pub auto_commit_idle_ms: u64,
+    /// An open session this long without a step (ms) expires: an empty one
+    /// is dropped, one with steps is sent whole and takes no more steps.
+    pub session_idle_expire_ms: u64,
     /// Steps one session may hold at this gateway.
     pub session_steps_max: usize,
-    /// Sessions open or committing at once.
+    /// Live sessions at once (open, closing, or expired with steps not yet
+    /// final), over all owners.
     pub sessions_max: usize,
+    /// Open sessions one owner may hold at once.
+    pub owner_sessions_max: usize,
     /// Accepted steps not yet final on L1, over all sessions: the backlog
     /// that bounds how much tentative work can be outstanding when L1 is slow
     /// or away. Past it, new steps get 503 `backlog_full`.
@@ -61,8 +78,10 @@ impl Default for LedgerConfig {
         LedgerConfig {
             auto_commit_steps: 64,
             auto_commit_idle_ms: 5_000,
+            session_idle_expire_ms: 600_000,
             session_steps_max: 1_000,
             sessions_max: 10_000,
+            owner_sessions_max: 64,
             pending_steps_max: 50_000,
             resend_after_ms: 5_000,
             finished_kept: 10_000,
@@ -74,12 +93,17 @@ impl Default for LedgerConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum SessionStatus {
-    /// Taking steps.
+    /// Taking steps (checkpoints may have made some of them final already).
     Open,
-    /// Closed for steps; being finalized on L1.
+    /// Closed by its owner; its remaining steps and the close are being
+    /// finalized on L1.
     Committing,
-    /// Every step final on L1.
+    /// Every step and the owner's close final on L1.
     Finalized,
+    /// Idle too long: takes no more steps. Its steps (if any) are sent to L1
+    /// without a close; L1 keeps the session open, but this gateway, the only
+    /// one that may submit it, sends nothing more.
+    Expired,
     /// Refused, whole (by L1, or by the gateway after a conflict).
     Rejected {
         /// The sequence number of the failing step, when one failed.
@@ -126,6 +150,8 @@ pub struct StepRecord {
 struct InFlight {
     tx_hash: String,
     last_seq: u64,
+    /// The batch carries the owner's close.
+    closes: bool,
     sent_ms: u64,
     /// Sent while a session it depends on was in flight but not yet final.
     optimistic: bool,
@@ -148,6 +174,14 @@ pub struct Session {
     pub opened_ms: u64,
     /// Gateway clock at the commit request.
     pub commit_ms: Option<u64>,
+    /// The owner's close, once asked for.
+    pub close: Option<SignedSessionClose>,
+    /// The close's record's position in the write-ahead log (see
+    /// [`StepRecord::log_pos`]; 0 when recovered from the log).
+    close_pos: u64,
+    /// Steps up to this seq are to be sent even while the session is open
+    /// (a checkpoint).
+    checkpoint: u64,
     last_activity_ms: u64,
     locks: BTreeSet<String>,
     deps: BTreeSet<Hash>,
@@ -172,6 +206,9 @@ impl Session {
             chain_seq,
             opened_ms: now_ms,
             commit_ms: None,
+            close: None,
+            close_pos: 0,
+            checkpoint: 0,
             last_activity_ms: now_ms,
             locks: BTreeSet::new(),
             deps: BTreeSet::new(),
@@ -194,8 +231,30 @@ impl Session {
     fn pending(&self) -> impl Iterator<Item = &StepRecord> {
         self.steps.iter().filter(|s| s.finality.is_none())
     }
+    /// Still the gateway's business: open, closing, or expired with steps
+    /// not yet final.
     fn live(&self) -> bool {
-        matches!(self.status, SessionStatus::Open | SessionStatus::Committing)
+        match self.status {
+            SessionStatus::Open | SessionStatus::Committing => true,
+            SessionStatus::Expired => self.pending().next().is_some(),
+            SessionStatus::Finalized | SessionStatus::Rejected { .. } => false,
+        }
+    }
+    /// The seq of the last step accepted here, or final on L1.
+    fn last_seq(&self) -> u64 {
+        self.steps.last().map_or(self.chain_seq, |s| s.signed.step.seq)
+    }
+    /// Up to which seq steps may be sent now.
+    fn sendable(&self) -> u64 {
+        match self.status {
+            SessionStatus::Open => self.checkpoint,
+            SessionStatus::Committing | SessionStatus::Expired => self.last_seq(),
+            SessionStatus::Finalized | SessionStatus::Rejected { .. } => 0,
+        }
+    }
+    /// Released from its locks for good: closed by its owner or expired.
+    fn done_taking_steps(&self) -> bool {
+        matches!(self.status, SessionStatus::Committing | SessionStatus::Expired)
     }
 }
 
@@ -228,6 +287,13 @@ pub enum Event {
         /// Session.
         session: Hash,
     },
+    /// A session was idle too long and takes no more steps.
+    SessionExpired {
+        /// Session.
+        session: Hash,
+        /// Steps it holds that are not final yet (they are still sent).
+        pending: usize,
+    },
     /// Steps of a session became final.
     SessionFinalized {
         /// Session.
@@ -238,7 +304,8 @@ pub enum Event {
         height: u64,
         /// Transaction.
         tx_hash: String,
-        /// Whether the whole session is now final.
+        /// Whether the whole session is now final (closed, or expired with
+        /// every step final).
         complete: bool,
     },
     /// A session was rejected.
@@ -265,6 +332,21 @@ pub struct Accepted {
     pub package: Package,
     /// The gateway's signed receipt.
     pub receipt: Receipt,
+}
+
+/// Sessions this gateway holds, by state (finished ones as far as kept).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SessionCounts {
+    /// Taking steps.
+    pub open: usize,
+    /// Closed by their owner, not yet final.
+    pub committing: usize,
+    /// Closed and final.
+    pub finalized: usize,
+    /// Rejected.
+    pub rejected: usize,
+    /// Expired (idle too long).
+    pub expired: usize,
 }
 
 /// How far a dependency is (see `Ledger::dependency`).
@@ -432,15 +514,16 @@ impl Ledger {
         self.pending_steps
     }
 
-    /// Sessions by state: (open, committing, finalized, rejected).
-    pub fn counts(&self) -> (usize, usize, usize, usize) {
-        let mut c = (0, 0, 0, 0);
+    /// Sessions by state.
+    pub fn counts(&self) -> SessionCounts {
+        let mut c = SessionCounts::default();
         for s in self.sessions.values() {
             match s.status {
-                SessionStatus::Open => c.0 += 1,
-                SessionStatus::Committing => c.1 += 1,
-                SessionStatus::Finalized => c.2 += 1,
-                SessionStatus::Rejected { .. } => c.3 += 1,
+                SessionStatus::Open => c.open += 1,
+                SessionStatus::Committing => c.committing += 1,
+                SessionStatus::Finalized => c.finalized += 1,
+                SessionStatus::Rejected { .. } => c.rejected += 1,
+                SessionStatus::Expired => c.expired += 1,
             }
         }
         c
@@ -462,6 +545,18 @@ impl Ledger {
     pub fn open_session(&mut self, base: &impl KvRead, now_ms: u64, open: SignedSessionOpen) -> Result<Hash, GwError> {
         if open.open.gateway != Some(self.key.public()) {
             return Err(GwError::new(Kind::Forbidden, "wrong_gateway", "the session names another gateway (or none)"));
+        }
+        let owner = open.open.owner;
+        let owned = self.sessions.values().filter(|s| s.status == SessionStatus::Open && s.open.open.owner == owner).count();
+        if owned >= self.config.owner_sessions_max {
+            return Err(GwError::new(
+                Kind::RateLimited,
+                "too_many_owner_sessions",
+                format!(
+                    "{owner} holds {} open sessions here, the limit per owner; commit one (idle ones expire after {} ms)",
+                    self.config.owner_sessions_max, self.config.session_idle_expire_ms
+                ),
+            ));
         }
         let live = self.sessions.values().filter(|s| s.live()).count();
         if live >= self.config.sessions_max {
@@ -491,6 +586,13 @@ impl Ledger {
     pub fn accept_step(&mut self, base: &impl KvRead, now_ms: u64, step: VerifiedStep<'_>) -> Result<Accepted, GwError> {
         let s = &step.signed().step;
         let session = self.sessions.get(&s.session).ok_or_else(|| GwError::unknown_session(s.session))?;
+        if session.status == SessionStatus::Expired {
+            return Err(GwError::new(
+                Kind::Conflict,
+                "session_expired",
+                format!("session {} expired after {} ms without a step; open another", s.session, self.config.session_idle_expire_ms),
+            ));
+        }
         if session.status != SessionStatus::Open {
             return Err(GwError::new(Kind::Conflict, "session_not_open", format!("session {} is {:?}", s.session, session.status)));
         }
@@ -565,14 +667,21 @@ impl Ledger {
         Ok(Accepted { outcome, outcome_hash, package, receipt })
     }
 
-    /// Close a session for steps and start finalizing it. Closing an open
-    /// session is a decision the caller logs (one `WalRecord::Commit`);
-    /// committing a session that is already committing or final is a no-op.
-    pub fn request_commit(&mut self, id: &Hash, now_ms: u64) -> Result<(), GwError> {
+    /// Close a session with its owner's signed close, and start finalizing
+    /// it: its remaining steps and the close go to L1, its packages are
+    /// unlocked. The close must name this session and its last step, and be
+    /// signed by its owner. Closing again with a valid close is a no-op.
+    /// Closing an open session is a decision the caller logs (one
+    /// `WalRecord::Closed`).
+    pub fn request_close(&mut self, id: &Hash, close: SignedSessionClose, now_ms: u64) -> Result<(), GwError> {
         let was_open = self.sessions.get(id).is_some_and(|s| s.status == SessionStatus::Open);
-        self.close(id, now_ms)?;
+        self.close_with(id, close, now_ms)?;
         if was_open {
             self.logged += 1;
+            let logged = self.logged;
+            if let Some(s) = self.sessions.get_mut(id) {
+                s.close_pos = logged;
+            }
         }
         Ok(())
     }
@@ -585,62 +694,136 @@ impl Ledger {
         self.logged
     }
 
-    fn close(&mut self, id: &Hash, now_ms: u64) -> Result<(), GwError> {
-        let session = self.sessions.get_mut(id).ok_or_else(|| GwError::unknown_session(id))?;
-        match session.status {
+    /// [`Ledger::request_close`] without logging (recovery replays a logged
+    /// close).
+    fn close_with(&mut self, id: &Hash, close: SignedSessionClose, now_ms: u64) -> Result<(), GwError> {
+        let session = self.sessions.get(id).ok_or_else(|| GwError::unknown_session(id))?;
+        let c = &close.close;
+        if c.session != *id {
+            return Err(GwError::new(Kind::BadRequest, "session_mismatch", "the close names another session than the URL"));
+        }
+        if c.chain_id != self.chain_id {
+            return Err(GwError::new(Kind::BadRequest, "wrong_chain", format!("the close is for chain {:?}", c.chain_id)));
+        }
+        if c.owner != session.open.open.owner {
+            return Err(GwError::new(Kind::Forbidden, "not_session_owner", "only the session's owner may close it"));
+        }
+        if !close.verify(Some(&self.sigs)) {
+            return Err(GwError::new(Kind::Unauthorized, "bad_signature", "the close's signature does not verify"));
+        }
+        match &session.status {
             SessionStatus::Open => {}
             SessionStatus::Committing | SessionStatus::Finalized => return Ok(()),
             SessionStatus::Rejected { .. } => {
                 return Err(GwError::new(Kind::Conflict, "session_rejected", format!("session {id} was rejected")))
             }
-        }
-        session.status = SessionStatus::Committing;
-        session.commit_ms = Some(now_ms);
-        for p in std::mem::take(&mut session.locks) {
-            if self.locks.get(&p) == Some(id) {
-                self.locks.remove(&p);
+            SessionStatus::Expired => {
+                return Err(GwError::new(Kind::Conflict, "session_expired", format!("session {id} expired; it takes no close")))
             }
         }
-        if session.pending().next().is_none() {
-            // Nothing left to finalize (no steps, or every step already final
-            // through an earlier batch): the session is final at once.
-            session.status = SessionStatus::Finalized;
+        let last = session.last_seq();
+        if c.last_seq != last {
+            return Err(GwError::new(
+                Kind::Conflict,
+                "bad_sequence",
+                format!("the close ends at seq {}, the session's last step here is seq {last}", c.last_seq),
+            ));
+        }
+        let session = self.sessions.get_mut(id).expect("found above");
+        session.status = SessionStatus::Committing;
+        session.commit_ms = Some(now_ms);
+        session.close = Some(close);
+        self.unlock(id);
+        let session = &self.sessions[id];
+        if session.steps.is_empty() && session.chain_seq == 0 {
+            // Nothing ever reached L1: an empty session is final at once.
+            self.sessions.get_mut(id).expect("found above").status = SessionStatus::Finalized;
             self.retire(*id);
         }
         Ok(())
     }
 
-    /// Open sessions due for an automatic commit (step count or idle time).
-    pub fn due_commits(&self, now_ms: u64) -> Vec<Hash> {
+    /// Release the package locks a session holds.
+    fn unlock(&mut self, id: &Hash) {
+        let Some(session) = self.sessions.get_mut(id) else {
+            return;
+        };
+        for p in std::mem::take(&mut session.locks) {
+            if self.locks.get(&p) == Some(id) {
+                self.locks.remove(&p);
+            }
+        }
+    }
+
+    /// Mark open sessions due for a checkpoint (step count or idle time):
+    /// their steps so far are sent without a close, and they stay open with
+    /// their locks. Returns how many were marked.
+    pub fn mark_checkpoints(&mut self, now_ms: u64) -> usize {
+        let (steps_due, idle_due) = (self.config.auto_commit_steps, self.config.auto_commit_idle_ms);
+        let mut marked = 0;
+        for s in self.sessions.values_mut().filter(|s| s.status == SessionStatus::Open) {
+            let last = s.last_seq();
+            let sent = s.checkpoint.max(s.chain_seq);
+            if last <= sent {
+                continue;
+            }
+            let unsent = (last - sent) as usize;
+            if unsent >= steps_due || now_ms.saturating_sub(s.last_activity_ms) >= idle_due {
+                s.checkpoint = last;
+                marked += 1;
+            }
+        }
+        marked
+    }
+
+    /// Open sessions idle for `session_idle_expire_ms`, due to expire.
+    pub fn due_expiries(&self, now_ms: u64) -> Vec<Hash> {
         self.sessions
             .values()
-            .filter(|s| s.status == SessionStatus::Open && !s.steps.is_empty())
-            .filter(|s| {
-                s.pending().count() >= self.config.auto_commit_steps
-                    || now_ms.saturating_sub(s.last_activity_ms) >= self.config.auto_commit_idle_ms
-            })
+            .filter(|s| s.status == SessionStatus::Open)
+            .filter(|s| now_ms.saturating_sub(s.last_activity_ms) >= self.config.session_idle_expire_ms)
             .map(|s| s.id)
             .collect()
     }
 
-    /// Batches ready to broadcast: committing sessions with unsent steps,
-    /// nothing in flight (or in flight too long), and every session they
-    /// depend on final. Each batch carries the session's next steps up to
-    /// [`BATCH_BYTES_MAX`] encoded bytes (or the session's smaller budget)
-    /// and [`BATCH_STEPS_MAX`] steps; the rest follow in later batches.
+    /// Expire an open session: it takes no more steps and no close, its
+    /// packages are unlocked, and its steps not yet final are sent (without
+    /// a close). One with nothing pending is finished at once.
+    pub fn expire(&mut self, id: &Hash) -> Option<Event> {
+        let session = self.sessions.get_mut(id).filter(|s| s.status == SessionStatus::Open)?;
+        session.status = SessionStatus::Expired;
+        let pending = session.pending().count();
+        self.unlock(id);
+        if pending == 0 {
+            self.retire(*id);
+        }
+        // A decision the caller logs (one `WalRecord::Expired`).
+        self.logged += 1;
+        Some(Event::SessionExpired { session: *id, pending })
+    }
+
+    /// Batches ready to broadcast: for each live session with steps to send
+    /// (closing, expired, or checkpointed) or a close to send, nothing in
+    /// flight (or in flight too long), and every session it depends on at
+    /// least in flight. A closing session's last batch carries the close.
+    /// Each batch carries the session's next steps up to [`BATCH_BYTES_MAX`]
+    /// encoded bytes (or the session's smaller budget) and
+    /// [`BATCH_STEPS_MAX`] steps; the rest follow in later batches.
     ///
     /// `durable` is how many of this ledger's log records (see
-    /// [`Ledger::logged`]) are fsynced. Only durable steps are sent: a step
-    /// that reached L1 before its record reached the disk would, after a
-    /// crash, be final on L1 while the restarted gateway, not knowing it,
-    /// acknowledges a different step at the same seq.
+    /// [`Ledger::logged`]) are fsynced. Only durable steps and closes are
+    /// sent: a step that reached L1 before its record reached the disk would,
+    /// after a crash, be final on L1 while the restarted gateway, not knowing
+    /// it, acknowledges a different step at the same seq (and a close, take
+    /// steps L1 then refuses).
     pub fn batches_to_send(&mut self, now_ms: u64, durable: u64) -> Vec<Outgoing> {
+        self.mark_checkpoints(now_ms);
         let ready: Vec<Hash> = self
             .sessions
             .values()
-            .filter(|s| s.status == SessionStatus::Committing)
+            .filter(|s| s.live())
             .filter(|s| match &s.inflight {
-                None => true,
+                None => s.sendable() > s.chain_seq || s.status == SessionStatus::Committing,
                 Some(f) => now_ms.saturating_sub(f.sent_ms) >= self.config.resend_after_ms,
             })
             .filter(|s| {
@@ -662,17 +845,21 @@ impl Ledger {
                 // (The bytes differ when a block finalized part of the batch
                 // meanwhile: the re-send then starts after it, and is the
                 // one whose result counts.)
-                let (tx, last_seq) = build_batch(&self.chain_id, &self.key, session, f.last_seq);
-                session.inflight = Some(InFlight { tx_hash: tx_hash(&tx), last_seq, sent_ms: now_ms, optimistic });
+                let closes = f.closes;
+                let (tx, last_seq) = build_batch(&self.chain_id, &self.key, session, f.last_seq, closes);
+                session.inflight = Some(InFlight { tx_hash: tx_hash(&tx), last_seq, closes, sent_ms: now_ms, optimistic });
                 out.push(Outgoing { session: id, tx_hash: tx_hash(&tx), tx, last_seq });
                 continue;
             }
-            let Some(upto) = batch_end(session, durable) else {
+            let first = session.chain_seq + 1;
+            let upto = batch_end(session, session.sendable(), durable).unwrap_or(session.chain_seq);
+            let closes = session.status == SessionStatus::Committing && upto >= session.last_seq() && session.close_pos <= durable;
+            if upto < first && !closes {
                 continue;
-            };
-            let (tx, last_seq) = build_batch(&self.chain_id, &self.key, session, upto);
+            }
+            let (tx, last_seq) = build_batch(&self.chain_id, &self.key, session, upto, closes);
             let hash = tx_hash(&tx);
-            session.inflight = Some(InFlight { tx_hash: hash.clone(), last_seq, sent_ms: now_ms, optimistic });
+            session.inflight = Some(InFlight { tx_hash: hash.clone(), last_seq, closes, sent_ms: now_ms, optimistic });
             out.push(Outgoing { session: id, tx, tx_hash: hash, last_seq });
         }
         for o in &out {
@@ -752,15 +939,15 @@ impl Ledger {
     /// order into blocks. Should a block still carry them the other way
     /// round, the dependent batch fails there (its steps start from stages
     /// only the dependency creates), changes nothing, and is sent again —
-    /// see [`Ledger::on_block`].
+    /// see [`Ledger::on_block`]. Only the steps matter: a close changes no
+    /// package.
     fn dependency(&self, id: &Hash) -> Dependency {
         match self.sessions.get(id) {
             None => Dependency::Final,
-            Some(d) if d.status == SessionStatus::Finalized => Dependency::Final,
+            Some(d) if d.status == SessionStatus::Finalized || d.pending().next().is_none() => Dependency::Final,
             Some(d) => {
-                let last = d.steps.last().map(|s| s.signed.step.seq);
-                let covered = d.inflight.as_ref().is_some_and(|f| Some(f.last_seq) == last);
-                if d.status == SessionStatus::Committing && covered {
+                let covered = d.inflight.as_ref().is_some_and(|f| f.last_seq == d.last_seq());
+                if d.done_taking_steps() && covered {
                     Dependency::InFlight
                 } else {
                     Dependency::Pending
@@ -811,9 +998,9 @@ impl Ledger {
         let mut foreign = false;
         for (hash, result) in &block.results {
             match result {
-                TxResult::Committed { session, first_seq, last_seq, .. } if self.sessions.contains_key(session) => {
+                TxResult::Committed { session, first_seq, last_seq, closed, .. } if self.sessions.contains_key(session) => {
                     let fin = Finality { height: block.height, tx_hash: hash.clone(), seen_ms: now_ms };
-                    self.mark_final(session, *first_seq, *last_seq, &fin, &mut events);
+                    self.mark_final(session, *first_seq, *last_seq, *closed, &fin, &mut events);
                 }
                 TxResult::Rejected { session: Some(session), index, rejection } if self.is_live(session) => {
                     let Some(inflight) = self.sessions.get(session).and_then(|s| s.inflight.as_ref()).filter(|f| &f.tx_hash == hash) else {
@@ -838,14 +1025,16 @@ impl Ledger {
                         }
                         continue;
                     }
-                    if rejection.code == tandem_core::Code::Duplicate {
+                    if matches!(rejection.code, tandem_core::Code::Duplicate | tandem_core::Code::SessionClosed) {
                         // Already final (a re-send after finality): the
-                        // committed state tells how far.
-                        let on_chain = base.session(session).map_or(0, |s| s.last_seq);
+                        // committed state tells how far, and whether closed.
+                        let record = base.session(session);
+                        let on_chain = record.as_ref().map_or(0, |s| s.last_seq);
+                        let closed = record.is_some_and(|s| s.closed);
                         let fin = Finality { height: block.height, tx_hash: hash.clone(), seen_ms: now_ms };
                         let chain_seq = self.sessions.get(session).map_or(0, |s| s.chain_seq);
-                        if on_chain > chain_seq {
-                            self.mark_final(session, chain_seq + 1, on_chain, &fin, &mut events);
+                        if on_chain > chain_seq || closed {
+                            self.mark_final(session, chain_seq + 1, on_chain, closed, &fin, &mut events);
                         } else if let Some(s) = self.sessions.get_mut(session) {
                             s.inflight = None;
                         }
@@ -883,10 +1072,13 @@ impl Ledger {
         self.sessions.get(id).is_some_and(|s| s.live())
     }
 
-    fn mark_final(&mut self, id: &Hash, first: u64, last: u64, fin: &Finality, events: &mut Vec<Event>) {
+    /// Steps `first..=last` of a session are final at `fin`; `closed` when
+    /// L1 has the session closed.
+    fn mark_final(&mut self, id: &Hash, first: u64, last: u64, closed: bool, fin: &Finality, events: &mut Vec<Event>) {
         let Some(session) = self.sessions.get_mut(id) else {
             return;
         };
+        let was_live = session.live();
         let mut newly = 0;
         for st in session.steps.iter_mut() {
             let seq = st.signed.step.seq;
@@ -899,13 +1091,30 @@ impl Ledger {
         if session.inflight.as_ref().is_some_and(|f| f.last_seq <= last) {
             session.inflight = None;
         }
-        self.pending_steps = self.pending_steps.saturating_sub(newly);
+        // A session that is no longer live (rejected earlier in this very
+        // block, as a dependent, before L1 committed its batch after all)
+        // holds no pending steps in the count any more.
+        if was_live {
+            self.pending_steps = self.pending_steps.saturating_sub(newly);
+        }
         self.order.retain(|(s, seq)| !(s == id && *seq <= last));
-        let complete = session.status == SessionStatus::Committing && session.pending().next().is_none();
+        let drained = session.pending().next().is_none();
+        let complete = match session.status {
+            SessionStatus::Open | SessionStatus::Committing => closed && drained,
+            SessionStatus::Expired => drained && was_live,
+            SessionStatus::Finalized | SessionStatus::Rejected { .. } => false,
+        };
         events.push(Event::SessionFinalized { session: *id, last_seq: last, height: fin.height, tx_hash: fin.tx_hash.clone(), complete });
         if complete {
-            session.status = SessionStatus::Finalized;
+            if session.status != SessionStatus::Expired {
+                session.status = SessionStatus::Finalized;
+            }
+            self.unlock(id);
             self.retire(*id);
+        } else if closed {
+            // Closed on L1 before steps accepted here: they can never be
+            // final.
+            self.reject_cascade(*id, Some(last + 1), "session_closed", "L1 has the session closed before this step".into(), events);
         }
     }
 
@@ -1004,7 +1213,8 @@ impl Ledger {
 
     /// The records that rebuild exactly the live sessions (for WAL
     /// compaction): their open requests, their pending steps in acceptance
-    /// order, and the commit of those that are committing.
+    /// order, and the owner's close of those that are closing or the expiry
+    /// of those that expired.
     pub fn wal_records(&self) -> Vec<WalRecord> {
         let live = |id: &Hash| self.sessions.get(id).filter(|s| s.live());
         let mut out: Vec<WalRecord> = self.open_order.iter().filter_map(&live).map(|s| WalRecord::Opened(s.open.clone())).collect();
@@ -1014,9 +1224,11 @@ impl Ledger {
                 out.push(WalRecord::Step { step: rec.signed.clone(), outcome: rec.outcome.hash() });
             }
         }
-        out.extend(
-            self.open_order.iter().filter_map(live).filter(|s| s.status == SessionStatus::Committing).map(|s| WalRecord::Commit(s.id)),
-        );
+        out.extend(self.open_order.iter().filter_map(live).filter_map(|s| match (&s.status, &s.close) {
+            (SessionStatus::Committing, Some(close)) => Some(WalRecord::Closed(close.clone())),
+            (SessionStatus::Expired, _) => Some(WalRecord::Expired(s.id)),
+            _ => None,
+        }));
         out
     }
 
@@ -1027,6 +1239,9 @@ impl Ledger {
     /// session is rejected as a conflict. Returns the number of sessions and
     /// steps restored.
     pub fn recover(&mut self, base: &impl KvRead, now_ms: u64, records: Vec<WalRecord>) -> (usize, usize) {
+        // What is replayed from the log is logged already: it counts for
+        // nothing in `logged` (every position it leaves is 0, durable).
+        let logged = self.logged;
         let mut events = Vec::new();
         let mut failures: Vec<(Hash, Option<u64>, String)> = Vec::new();
         let writes = std::mem::take(&mut self.writes);
@@ -1034,6 +1249,10 @@ impl Ledger {
         let chain_id = self.chain_id.clone();
         let sigs = self.sigs.clone();
         let ctx = Ctx { chain_id: &chain_id, time_ms: now_ms, workflow: &INTAKE, sigs: Some(&sigs) };
+        // Sessions the log cannot bring back, found first: replaying them
+        // would let their steps stand in the way of later ones that were
+        // decided after they had been rejected.
+        failures.extend(doomed_sessions(base, &ctx, &records));
         let mut steps = 0;
         for record in records {
             match record {
@@ -1043,7 +1262,7 @@ impl Ledger {
                         continue;
                     }
                     let chain_seq = base.session(&id).map_or(0, |s| s.last_seq);
-                    if chain_seq == 0 {
+                    if chain_seq == 0 && !failures.iter().any(|f| f.0 == id) {
                         if let Err(r) = open_session(&mut overlay, &ctx, &open) {
                             failures.push((id, None, format!("the logged session can no longer open: {r}")));
                         }
@@ -1098,25 +1317,33 @@ impl Ledger {
                         failures.push((id, Some(seq), detail));
                     }
                 }
-                WalRecord::Commit(id) => {
+                WalRecord::Closed(close) => {
+                    let id = close.close.session;
                     if self.sessions.contains_key(&id) {
-                        let _ = self.close(&id, now_ms);
+                        let _ = self.close_with(&id, close, now_ms);
                     }
+                }
+                WalRecord::Expired(id) => {
+                    self.expire(&id);
                 }
             }
         }
+        self.logged = logged;
         self.writes = overlay.into_parts().1;
-        // Sessions whose logged steps are all final already are done.
+        // Sessions whose logged steps are final and which L1 has closed are
+        // done (a close can reach L1 before its log record is durable).
         let done: Vec<Hash> = self
             .sessions
             .values()
-            .filter(|s| s.status == SessionStatus::Committing && s.pending().next().is_none())
+            .filter(|s| matches!(s.status, SessionStatus::Open | SessionStatus::Committing) && s.pending().next().is_none())
+            .filter(|s| base.session(&s.id).is_some_and(|r| r.closed))
             .map(|s| s.id)
             .collect();
         for id in done {
             if let Some(s) = self.sessions.get_mut(&id) {
                 s.status = SessionStatus::Finalized;
             }
+            self.unlock(&id);
             self.retire(id);
         }
         for (id, seq, detail) in failures {
@@ -1130,10 +1357,87 @@ impl Ledger {
     }
 }
 
+/// The sessions of a log that cannot be brought back on `base`, each with
+/// the seq and reason of its failure: a fixed point over replays of the
+/// log. A replay that fails first at some session's step (or open) proves
+/// that session lost (everything before it in the log replayed as it was
+/// acknowledged); it is taken out with every session that built on it, and
+/// the log is replayed again without them, until a replay goes through.
+/// A session that failed only because an earlier, doomed one still stood in
+/// the replay is thus not lost.
+fn doomed_sessions(base: &impl KvRead, ctx: &Ctx<'_>, records: &[WalRecord]) -> Vec<(Hash, Option<u64>, String)> {
+    let mut doomed: Vec<(Hash, Option<u64>, String)> = Vec::new();
+    loop {
+        let out: BTreeSet<Hash> = doomed.iter().map(|d| d.0).collect();
+        let mut overlay = Overlay::new(base);
+        let mut writer: BTreeMap<String, Hash> = BTreeMap::new();
+        let mut deps: BTreeMap<Hash, BTreeSet<Hash>> = BTreeMap::new();
+        let mut chain_seq: BTreeMap<Hash, u64> = BTreeMap::new();
+        let mut first: Option<(Hash, Option<u64>, String)> = None;
+        for record in records {
+            match record {
+                WalRecord::Opened(open) => {
+                    let id = open.open.session_id();
+                    if out.contains(&id) || chain_seq.contains_key(&id) {
+                        continue;
+                    }
+                    let on_chain = base.session(&id).map_or(0, |s| s.last_seq);
+                    chain_seq.insert(id, on_chain);
+                    if on_chain == 0 {
+                        if let Err(r) = open_session(&mut overlay, ctx, open) {
+                            first = Some((id, None, format!("the logged session can no longer open: {r}")));
+                            break;
+                        }
+                    }
+                }
+                WalRecord::Step { step, outcome } => {
+                    let id = step.step.session;
+                    let Some(&final_seq) = chain_seq.get(&id) else { continue };
+                    if out.contains(&id) || step.step.seq <= final_seq {
+                        continue;
+                    }
+                    let failure = match VerifiedStep::check_memo(step, ctx.sigs) {
+                        None => Some("the logged step's signature does not verify".to_string()),
+                        Some(v) => match apply_verified(&mut overlay, ctx, v) {
+                            Ok(o) if o.hash() == *outcome => None,
+                            Ok(_) => Some("replaying the logged step gave another outcome".to_string()),
+                            Err(r) => Some(format!("the logged step is no longer valid: {r}")),
+                        },
+                    };
+                    if let Some(detail) = failure {
+                        first = Some((id, Some(step.step.seq), detail));
+                        break;
+                    }
+                    let p = &step.step.package_id;
+                    if let Some(w) = writer.get(p).copied().filter(|w| *w != id) {
+                        deps.entry(id).or_default().insert(w);
+                    }
+                    writer.insert(p.clone(), id);
+                }
+                WalRecord::Closed(_) | WalRecord::Expired(_) => {}
+            }
+        }
+        let Some((root, seq, detail)) = first else { return doomed };
+        // The failed session and, transitively, every session that built on
+        // it (they go with it, as in a live rejection).
+        let mut queue = vec![root];
+        doomed.push((root, seq, detail));
+        while let Some(d) = queue.pop() {
+            for (id, on) in &deps {
+                if on.contains(&d) && !doomed.iter().any(|x| x.0 == *id) {
+                    doomed.push((*id, None, format!("it built on session {d}, which the log cannot bring back")));
+                    queue.push(*id);
+                }
+            }
+        }
+    }
+}
+
 /// What the gateway writes ahead, in order: enough to rebuild every live
 /// session after a crash. Finality is not logged: the replica's committed
 /// state says how far each session is final.
 #[derive(Clone, Debug, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
+#[allow(clippy::large_enum_variant)]
 pub enum WalRecord {
     /// A session was opened.
     Opened(SignedSessionOpen),
@@ -1144,8 +1448,10 @@ pub enum WalRecord {
         /// The outcome hash acknowledged in its receipt.
         outcome: Hash,
     },
-    /// A session was closed for steps.
-    Commit(Hash),
+    /// A session was closed by its owner.
+    Closed(SignedSessionClose),
+    /// A session expired (idle too long).
+    Expired(Hash),
 }
 
 /// The gateway's receipt for an accepted step. Ed25519 signing is
@@ -1156,15 +1462,16 @@ pub fn issue_receipt(chain_id: &str, key: &SecretKey, session: Hash, seq: u64, o
 }
 
 /// The last seq of `session`'s next batch: the steps after its last final
-/// one, as many as fit its byte budget and [`BATCH_STEPS_MAX`], and always at
-/// least one (every step fits a batch: see `limits.rs`), counting only steps
-/// whose log records are among the first `durable` fsynced ones. `None` when
-/// there is no such step.
-fn batch_end(session: &Session, durable: u64) -> Option<u64> {
+/// one up to `limit`, as many as fit its byte budget and [`BATCH_STEPS_MAX`],
+/// and always at least one (every step fits a batch: see `limits.rs`),
+/// counting only steps whose log records are among the first `durable`
+/// fsynced ones. `None` when there is no such step.
+fn batch_end(session: &Session, limit: u64, durable: u64) -> Option<u64> {
     let first = session.chain_seq + 1;
     let mut bytes = BATCH_OVERHEAD_BYTES_MAX;
     let mut last = None;
-    let unsent = session.steps.iter().filter(|s| s.signed.step.seq >= first).take_while(|s| s.log_pos <= durable);
+    let unsent =
+        session.steps.iter().filter(|s| s.signed.step.seq >= first && s.signed.step.seq <= limit).take_while(|s| s.log_pos <= durable);
     for (n, s) in unsent.enumerate() {
         let add = batch_step_bytes(borsh::object_length(&s.signed).unwrap_or(usize::MAX));
         if n >= BATCH_STEPS_MAX || (last.is_some() && bytes.saturating_add(add) > session.batch_bytes_max) {
@@ -1176,8 +1483,9 @@ fn batch_end(session: &Session, durable: u64) -> Option<u64> {
     last
 }
 
-/// The batch for `session`'s steps from its last final one up to `upto`.
-fn build_batch(chain_id: &str, key: &SecretKey, session: &Session, upto: u64) -> (Vec<u8>, u64) {
+/// The batch for `session`'s steps from its last final one up to `upto`,
+/// with the owner's close when `closes`.
+fn build_batch(chain_id: &str, key: &SecretKey, session: &Session, upto: u64, closes: bool) -> (Vec<u8>, u64) {
     let first = session.chain_seq + 1;
     let steps: Vec<&StepRecord> = session.steps.iter().filter(|s| s.signed.step.seq >= first && s.signed.step.seq <= upto).collect();
     let last = steps.last().map_or(session.chain_seq, |s| s.signed.step.seq);
@@ -1188,6 +1496,7 @@ fn build_batch(chain_id: &str, key: &SecretKey, session: &Session, upto: u64) ->
         steps: steps.iter().map(|s| s.signed.clone()).collect(),
         claims: steps.iter().map(|s| s.outcome.hash()).collect(),
         gateway: key.public(),
+        close: if closes { session.close.clone() } else { None },
     };
     (Tx::SessionBatch(body.sign(key)).encode(), last)
 }

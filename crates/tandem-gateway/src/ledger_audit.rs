@@ -56,7 +56,9 @@ impl Ledger {
             }
         }
         if pending != self.pending_steps {
-            return Err(format!("pending_steps is {}, the sessions hold {pending} pending steps", self.pending_steps));
+            let holders: Vec<String> =
+                pending_keys.iter().map(|(id, seq)| format!("{id:.8}#{seq} {:?}", self.sessions[id].status)).collect();
+            return Err(format!("pending_steps is {}, the sessions hold {pending} pending steps: {holders:?}", self.pending_steps));
         }
         let ordered: BTreeSet<(Hash, u64)> = self.order.iter().copied().collect();
         if ordered.len() != self.order.len() {

@@ -41,6 +41,18 @@ impl World {
         self.ledger.accept_step(&self.chain, TIME_MS, v)
     }
 
+    /// The owner's close of `session` after its last step here.
+    fn close_of(&self, owner: &SecretKey, session: Hash) -> tandem_core::message::SignedSessionClose {
+        let s = self.ledger.session(&session).expect("session");
+        close(owner, session, s.steps.last().map_or(s.chain_seq, |r| r.signed.step.seq))
+    }
+
+    /// The owner closes `session` after its last step.
+    fn commit(&mut self, owner: &SecretKey, session: Hash) -> Result<(), crate::error::GwError> {
+        let c = self.close_of(owner, session);
+        self.ledger.request_close(&session, c, TIME_MS)
+    }
+
     /// Put a transaction straight on "L1" (not through the ledger).
     fn direct(&mut self, tx: &[u8]) -> (String, TxResult) {
         (tx_hash(tx), execute(&mut self.chain, &ctx(), tx))
@@ -74,10 +86,10 @@ impl World {
         let (op, op2) = (self.cast.operator.clone(), self.cast.operator2.clone());
         let a = self.open(&op, 1);
         self.step(&op, a, 1, "P", scan()).expect("scan");
-        self.ledger.request_commit(&a, TIME_MS).expect("commit a");
+        self.commit(&op, a).expect("commit a");
         let b = self.open(&op2, 1);
         self.step(&op2, b, 1, "P", validate()).expect("b builds on a");
-        self.ledger.request_commit(&b, TIME_MS).expect("commit b");
+        self.commit(&op2, b).expect("commit b");
         (a, b)
     }
 }
@@ -96,7 +108,7 @@ fn a_committed_session_finalizes_with_exactly_the_predicted_state() {
         predicted = Some(acc.package);
     }
     assert!(w.ledger.batches_to_send(TIME_MS, u64::MAX).is_empty(), "an open session is not sent");
-    w.ledger.request_commit(&s, TIME_MS).expect("commit");
+    w.commit(&op, s).expect("commit");
     let events = w.round(vec![]);
     assert!(events.iter().any(|e| matches!(e, Event::SessionFinalized { complete: true, last_seq: 4, .. })), "{events:?}");
     let session = w.ledger.session(&s).expect("session");
@@ -118,10 +130,10 @@ fn an_open_session_locks_its_packages_and_a_later_session_builds_on_a_committing
     w.step(&op, a, 1, "P", scan()).expect("scan");
     let err = w.step(&op2, b, 1, "P", validate()).expect_err("locked");
     assert_eq!((err.kind, err.code), (Kind::Conflict, "package_locked"));
-    w.ledger.request_commit(&a, TIME_MS).expect("commit a");
+    w.commit(&op, a).expect("commit a");
     // Now b may build on a's tentative state, and depends on it.
     w.step(&op2, b, 1, "P", validate()).expect("validate on a's tentative scan");
-    w.ledger.request_commit(&b, TIME_MS).expect("commit b");
+    w.commit(&op2, b).expect("commit b");
     let sent = w.ledger.batches_to_send(TIME_MS, u64::MAX);
     assert_eq!(sent.len(), 1, "b waits for a to be final");
     assert_eq!(sent[0].session, a);
@@ -168,7 +180,7 @@ fn a_session_l1_rejects_is_reported_with_the_failing_seq() {
     let a = w.open(&op, 1);
     w.step(&op, a, 1, "P", scan()).expect("scan");
     w.step(&op, a, 2, "P", validate()).expect("validate");
-    w.ledger.request_commit(&a, TIME_MS).expect("commit");
+    w.commit(&op, a).expect("commit");
     let out = w.ledger.batches_to_send(TIME_MS, u64::MAX);
     // L1 sees a forged claim for step 2 (as if the gateway mispredicted).
     let mut tx = Tx::decode(&out[0].tx).expect("tx");
@@ -201,7 +213,7 @@ fn limits_are_enforced_with_their_codes() {
     assert_eq!(w.step(&op, a, 3, "P3", scan()).expect_err("full").code, "session_full");
     let b = w.open(&op2, 1);
     w.step(&op2, b, 1, "P3", scan()).expect("3");
-    w.ledger.request_commit(&b, TIME_MS).expect("commit");
+    w.commit(&op2, b).expect("commit");
     assert_eq!(w.step(&op2, b, 2, "P3", validate()).expect_err("closed").code, "session_not_open");
     let err = w.ledger.open_session(&w.chain, TIME_MS, open(&w.cast.inspector, Some(w.cast.gateway.public()), 1)).expect_err("too many");
     assert_eq!((err.kind, err.code), (Kind::Unavailable, "too_many_sessions"));
@@ -245,8 +257,8 @@ fn a_recovered_session_resends_the_same_batch_or_is_final_if_l1_has_it() {
         let acc = w.ledger.accept_step(&w.chain, TIME_MS, VerifiedStep::check(&s).expect("v")).expect("acc");
         log.push(WalRecord::Step { step: s, outcome: acc.outcome_hash });
     }
-    w.ledger.request_commit(&a, TIME_MS).expect("commit");
-    log.push(WalRecord::Commit(a));
+    w.commit(&op, a).expect("commit");
+    log.push(WalRecord::Closed(w.ledger.session(&a).expect("a").close.clone().expect("closed")));
     let first = w.ledger.batches_to_send(TIME_MS, u64::MAX).remove(0);
 
     // Recovered before L1 finalized it: the identical bytes are re-sent.
@@ -332,29 +344,31 @@ fn only_steps_whose_log_records_are_fsynced_are_sent() {
     w.step(&op, a, 1, "P", scan()).expect("scan");
     let fsynced = w.ledger.logged();
     w.step(&op, a, 2, "P", validate()).expect("validate");
-    w.ledger.request_commit(&a, TIME_MS).expect("commit");
-    assert_eq!(w.ledger.logged(), fsynced + 2, "one record per step and one for the commit");
-    // The second step's record is still in the log's queue: a crash now
-    // would forget it, so L1 must not see it yet.
+    w.commit(&op, a).expect("commit");
+    assert_eq!(w.ledger.logged(), fsynced + 2, "one record per step and one for the close");
+    // The second step's record and the close's are still in the log's
+    // queue: a crash now would forget them, so L1 must not see them yet.
     let out = w.ledger.batches_to_send(TIME_MS, fsynced);
     assert_eq!(out.iter().map(|o| o.last_seq).collect::<Vec<_>>(), vec![1], "only the durable step goes out");
+    let Ok(Tx::SessionBatch(b)) = Tx::decode(&out[0].tx) else { panic!("a batch") };
+    assert!(b.body.close.is_none(), "the close is not durable yet");
     assert!(w.ledger.batches_to_send(TIME_MS, 0).is_empty(), "nothing durable is not in flight already");
 }
 
 #[test]
-fn a_session_whose_steps_became_final_before_its_commit_finalizes_on_commit() {
-    // The gateway sent a batch, crashed before the commit's record was
-    // fsynced, and saw the batch finalized after recovering: the session is
-    // open again with every step final. Committing it must finish it, or the
-    // sessions that build on it would wait for it forever.
-    let mut w = World::new(LedgerConfig::default());
+fn a_session_whose_steps_became_final_before_its_close_finalizes_with_the_close() {
+    // The gateway checkpointed a session (its steps sent, no close),
+    // crashed, and saw the batch finalized after recovering: the session is
+    // open with every step final. Closing it must finish it (a batch with
+    // the close alone), or the sessions that build on it would wait for it
+    // forever.
+    let mut w = World::new(LedgerConfig { auto_commit_steps: 1, ..LedgerConfig::default() });
     w.registered("P", 1);
     let op = w.cast.operator.clone();
     let o = open(&op, Some(w.cast.gateway.public()), 1);
     let a = w.ledger.open_session(&w.chain, TIME_MS, o.clone()).expect("open");
     let s = step(&op, a, 1, "P", scan());
     let acc = w.ledger.accept_step(&w.chain, TIME_MS, VerifiedStep::check(&s).expect("v")).expect("acc");
-    w.ledger.request_commit(&a, TIME_MS).expect("commit");
     let sent = w.ledger.batches_to_send(TIME_MS, u64::MAX).remove(0);
 
     let mut l = Ledger::new(CHAIN_ID.into(), w.cast.gateway.clone(), LedgerConfig::default());
@@ -364,7 +378,13 @@ fn a_session_whose_steps_became_final_before_its_commit_finalizes_on_commit() {
     let base = w.chain.clone();
     l.on_block(&base, &ReplayedBlock { height: 2, results: vec![(h, r)] }, TIME_MS);
     assert_eq!(l.session(&a).expect("a").status, SessionStatus::Open);
-    l.request_commit(&a, TIME_MS).expect("commit");
+    l.request_close(&a, close(&op, a, 1), TIME_MS).expect("close");
+    let only_close = l.batches_to_send(TIME_MS, u64::MAX);
+    assert_eq!(only_close.len(), 1, "the close goes alone");
+    let (h, r) = w.direct(&only_close[0].tx);
+    assert_eq!(r.code(), 0, "{r:?}");
+    let base = w.chain.clone();
+    l.on_block(&base, &ReplayedBlock { height: 3, results: vec![(h, r)] }, TIME_MS);
     assert_eq!(l.session(&a).expect("a").status, SessionStatus::Finalized);
     assert!(l.batches_to_send(TIME_MS, u64::MAX).is_empty(), "nothing left to send");
     l.audit().expect("consistent");
@@ -405,7 +425,7 @@ fn batches_under_our_key_that_we_never_built_are_reported() {
     let op = w.cast.operator.clone();
     let s = w.open(&op, 1);
     w.step(&op, s, 1, "P", scan()).expect("scan");
-    w.ledger.request_commit(&s, TIME_MS).expect("commit");
+    w.commit(&op, s).expect("commit");
     let ours = w.ledger.batches_to_send(TIME_MS, u64::MAX).remove(0);
     // The same ledger restarted from its log, before the batch it sent lands.
     let mut restarted = Ledger::new(CHAIN_ID.into(), w.cast.gateway.clone(), LedgerConfig::default());
@@ -429,4 +449,131 @@ fn batches_under_our_key_that_we_never_built_are_reported() {
     // The block is then taken in as usual: our session is final.
     w.ledger.on_block(&w.chain, &block, TIME_MS);
     assert_eq!(w.ledger.session(&s).expect("s").status, SessionStatus::Finalized);
+}
+
+#[test]
+fn a_checkpoint_finalizes_steps_but_the_session_stays_open_with_its_locks() {
+    let config = LedgerConfig { auto_commit_steps: 2, auto_commit_idle_ms: 60_000, ..LedgerConfig::default() };
+    let mut w = World::new(config);
+    w.registered("P", 1);
+    let (op, op2) = (w.cast.operator.clone(), w.cast.operator2.clone());
+    let a = w.open(&op, 1);
+    w.step(&op, a, 1, "P", scan()).expect("scan");
+    assert!(w.ledger.batches_to_send(TIME_MS, u64::MAX).is_empty(), "one unsent step is not due");
+    w.step(&op, a, 2, "P", validate()).expect("validate");
+    let events = w.round(vec![]);
+    assert!(events.iter().any(|e| matches!(e, Event::SessionFinalized { last_seq: 2, complete: false, .. })), "{events:?}");
+    let session = w.ledger.session(&a).expect("a");
+    assert_eq!(session.status, SessionStatus::Open, "a checkpoint does not close");
+    assert_eq!(session.chain_seq, 2);
+    let on_chain = w.chain.session(&a).expect("on L1");
+    assert_eq!((on_chain.last_seq, on_chain.closed), (2, false));
+    // Still open, still holding P.
+    let b = w.open(&op2, 1);
+    assert_eq!(w.step(&op2, b, 1, "P", qc(true)).expect_err("locked").code, "package_locked");
+    w.step(&op, a, 3, "P", qc(true)).expect("the owner goes on after the checkpoint");
+    // Idle checkpoint: the third step goes out alone after the idle time.
+    assert!(w.ledger.batches_to_send(TIME_MS + 59_999, u64::MAX).is_empty());
+    let out = w.ledger.batches_to_send(TIME_MS + 60_000, u64::MAX);
+    assert_eq!(out.len(), 1);
+    let Tx::SessionBatch(batch) = Tx::decode(&out[0].tx).expect("tx") else { panic!("a batch") };
+    assert_eq!(batch.body.steps.len(), 1);
+    assert!(batch.body.close.is_none(), "a checkpoint carries no close");
+    let (h, r) = w.direct(&out[0].tx);
+    w.height += 1;
+    let base = w.chain.clone();
+    w.ledger.on_block(&base, &ReplayedBlock { height: w.height, results: vec![(h, r)] }, TIME_MS);
+    assert_eq!(w.ledger.session(&a).expect("a").status, SessionStatus::Open);
+    // The owner closes: only the close is left to send; then P is free.
+    w.commit(&op, a).expect("close");
+    let out = w.ledger.batches_to_send(TIME_MS, u64::MAX);
+    let Tx::SessionBatch(batch) = Tx::decode(&out[0].tx).expect("tx") else { panic!("a batch") };
+    assert!(batch.body.steps.is_empty() && batch.body.close.is_some(), "{batch:?}");
+    w.ledger.unsent(&a);
+    let events = w.round(vec![]);
+    assert!(events.iter().any(|e| matches!(e, Event::SessionFinalized { complete: true, .. })), "{events:?}");
+    assert_eq!(w.ledger.session(&a).expect("a").status, SessionStatus::Finalized);
+    assert!(w.chain.session(&a).expect("on L1").closed);
+    w.step(&op2, b, 1, "P", label(w.cast.courier.public())).expect("P is free once a is closed");
+}
+
+#[test]
+fn only_the_owner_closes_a_session_and_a_refused_close_changes_nothing() {
+    let mut w = World::new(LedgerConfig::default());
+    w.registered("P", 1);
+    let (op, op2) = (w.cast.operator.clone(), w.cast.operator2.clone());
+    let a = w.open(&op, 1);
+    w.step(&op, a, 1, "P", scan()).expect("scan");
+    let refused = |w: &mut World, c| {
+        let e = w.ledger.request_close(&a, c, TIME_MS).expect_err("refused");
+        (e.kind, e.code)
+    };
+    assert_eq!(refused(&mut w, close(&op2, a, 1)), (Kind::Forbidden, "not_session_owner"));
+    let gateway = w.cast.gateway.clone();
+    assert_eq!(refused(&mut w, close(&gateway, a, 1)), (Kind::Forbidden, "not_session_owner"));
+    let mut forged = close(&op2, a, 1);
+    forged.close.owner = op.public();
+    assert_eq!(refused(&mut w, forged), (Kind::Unauthorized, "bad_signature"));
+    assert_eq!(refused(&mut w, close(&op, a, 0)), (Kind::Conflict, "bad_sequence"));
+    assert_eq!(refused(&mut w, close(&op, Hash([4; 32]), 1)), (Kind::BadRequest, "session_mismatch"));
+    assert_eq!(w.ledger.session(&a).expect("a").status, SessionStatus::Open);
+    assert!(w.ledger.batches_to_send(TIME_MS, u64::MAX).is_empty(), "nothing is sent for a refused close");
+    w.step(&op, a, 2, "P", validate()).expect("the owner's next step is taken");
+    w.commit(&op, a).expect("the owner closes");
+    assert_eq!(w.ledger.session(&a).expect("a").status, SessionStatus::Committing);
+    assert_eq!(w.step(&op, a, 3, "P", qc(true)).expect_err("closed").code, "session_not_open");
+}
+
+#[test]
+fn one_owner_cannot_hold_more_than_its_open_sessions_and_others_still_open() {
+    let config = LedgerConfig { owner_sessions_max: 2, ..LedgerConfig::default() };
+    let mut w = World::new(config);
+    let (op, op2) = (w.cast.operator.clone(), w.cast.operator2.clone());
+    let first = w.open(&op, 1);
+    w.open(&op, 2);
+    let err = w.ledger.open_session(&w.chain, TIME_MS, open(&op, Some(w.cast.gateway.public()), 3)).expect_err("over");
+    assert_eq!((err.kind, err.code, err.kind.status()), (Kind::RateLimited, "too_many_owner_sessions", 429));
+    w.open(&op2, 1);
+    w.open(&op2, 2);
+    // Closing one frees a place.
+    w.commit(&op, first).expect("close the empty one");
+    w.open(&op, 3);
+}
+
+#[test]
+fn idle_sessions_expire_empty_ones_stop_counting_and_steps_are_still_finalized() {
+    let config =
+        LedgerConfig { owner_sessions_max: 2, session_idle_expire_ms: 1_000, auto_commit_idle_ms: 60_000, ..LedgerConfig::default() };
+    let mut w = World::new(config);
+    w.registered("P", 1);
+    let (op, op2) = (w.cast.operator.clone(), w.cast.operator2.clone());
+    let o = open(&op, Some(w.cast.gateway.public()), 1);
+    let empty = w.ledger.open_session(&w.chain, TIME_MS, o.clone()).expect("open");
+    let busy = w.open(&op, 2);
+    w.step(&op, busy, 1, "P", scan()).expect("scan");
+    w.step(&op, busy, 2, "P", validate()).expect("validate");
+    assert!(w.ledger.due_expiries(TIME_MS + 999).is_empty());
+    let due = w.ledger.due_expiries(TIME_MS + 1_000);
+    assert_eq!(due.len(), 2);
+    let events: Vec<Event> = due.iter().filter_map(|id| w.ledger.expire(id)).collect();
+    assert!(events.contains(&Event::SessionExpired { session: empty, pending: 0 }), "{events:?}");
+    assert!(events.contains(&Event::SessionExpired { session: busy, pending: 2 }), "{events:?}");
+    // Neither counts against the owner's limit any more.
+    w.open(&op, 3);
+    w.open(&op, 4);
+    // No more steps; its packages are free; its steps go out without a close.
+    assert_eq!(w.step(&op, busy, 3, "P", qc(true)).expect_err("expired").code, "session_expired");
+    assert_eq!(w.ledger.session(&busy).expect("busy").status, SessionStatus::Expired);
+    let events = w.round(vec![]);
+    assert!(events.iter().any(|e| matches!(e, Event::SessionFinalized { last_seq: 2, complete: true, .. })), "{events:?}");
+    let on_chain = w.chain.session(&busy).expect("on L1");
+    assert_eq!((on_chain.last_seq, on_chain.closed), (2, false));
+    assert_eq!(w.ledger.pending_steps(), 0);
+    let b = w.open(&op2, 1);
+    w.step(&op2, b, 1, "P", qc(true)).expect("P is free");
+    // The expiry is logged: a restart does not reopen the empty session.
+    let mut again = World::new(LedgerConfig::default());
+    let (live, _) = again.ledger.recover(&again.chain, TIME_MS, vec![WalRecord::Opened(o), WalRecord::Expired(empty)]);
+    assert_eq!(live, 0);
+    assert_eq!(again.ledger.session(&empty).expect("kept").status, SessionStatus::Expired);
 }

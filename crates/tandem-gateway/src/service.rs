@@ -7,23 +7,24 @@
 //! - The follower task wakes on every new L1 height (CometBFT websocket),
 //!   fetches each block once, replays it in the replica, and hands the
 //!   results to the ledger: finality, rejections, conflicts.
-//! - The ticker closes sessions due for an automatic commit and broadcasts
-//!   the batches the ledger has ready (`broadcast_tx_sync`; finality arrives
-//!   through the follower, never by polling a transaction). A batch L1 or
+//! - The ticker expires idle sessions, checkpoints open ones that are due,
+//!   and broadcasts the batches the ledger has ready (`broadcast_tx_sync`;
+//!   finality arrives through the follower, never by polling a
+//!   transaction). Only steps and closes whose WAL records are fsynced go
+//!   out (see `Ledger::batches_to_send`). A batch L1 or
 //!   its RPC refuses is logged, counted (`l1_refused_batches_total{code}`)
 //!   and shown in `/v1/status`; a refusal for size makes the session's
 //!   batches smaller, a CheckTx refusal rejects the session.
 //!
 //! # Memory never ahead of the log
 //!
-//! Every decision that changes the ledger (open, step, commit, automatic
-//! commit) first takes a place in the WAL's queue ([`Wal::reserve`]), then
+//! Every decision that changes the ledger (open, step, close, expiry) first
+//! takes a place in the WAL's queue ([`Wal::reserve`]), then
 //! decides under the lock, then queues its record through that place under
 //! the same lock. Queuing into a reserved place is never refused for
 //! backpressure, so a decision is always logged; when the queue is full the
 //! reservation fails *before* anything is decided and the request gets 503
-//! `backlog_full` with `Retry-After` (an automatic commit waits for a later
-//! tick). Only a failure of the log itself (an I/O error, a poisoned or
+//! `backlog_full` with `Retry-After` (an expiry waits for a later tick). Only a failure of the log itself (an I/O error, a poisoned or
 //! closed log) stops the process ([`fatal_wal`]).
 //!
 //! # Compaction
@@ -71,7 +72,7 @@ pub struct GatewayConfig {
     pub rate_burst: u32,
     /// The rate limiter's clock (a manual one makes tests deterministic).
     pub rate_clock: RateClock,
-    /// How often auto-commits and batch sends are considered.
+    /// How often expiries, checkpoints and batch sends are considered.
     pub tick: Duration,
     /// How long a direct L1 step may wait for its block.
     pub l1_step_timeout: Duration,
@@ -406,12 +407,13 @@ fn take_block(shared: &Arc<Shared>, replayed: ReplayedBlock, own: &[(String, tan
 }
 
 fn update_gauges(shared: &Shared, ledger: &Ledger) {
-    let (open, committing, finalized, rejected) = ledger.counts();
+    let c = ledger.counts();
     let m = &shared.metrics;
-    m.sessions.with_label_values(&["open"]).set(open as i64);
-    m.sessions.with_label_values(&["committing"]).set(committing as i64);
-    m.sessions.with_label_values(&["finalized"]).set(finalized as i64);
-    m.sessions.with_label_values(&["rejected"]).set(rejected as i64);
+    m.sessions.with_label_values(&["open"]).set(c.open as i64);
+    m.sessions.with_label_values(&["committing"]).set(c.committing as i64);
+    m.sessions.with_label_values(&["finalized"]).set(c.finalized as i64);
+    m.sessions.with_label_values(&["rejected"]).set(c.rejected as i64);
+    m.sessions.with_label_values(&["expired"]).set(c.expired as i64);
     m.pending_steps.set(ledger.pending_steps() as i64);
     m.mismatches.set(ledger.mismatches() as i64);
     m.foreign_batches.set(ledger.foreign_batches() as i64);
@@ -437,7 +439,7 @@ async fn follow(shared: Arc<Shared>) {
     }
 }
 
-/// The ticker: auto-commits, batch sends, WAL compaction.
+/// The ticker: expiries, checkpoints, batch sends, WAL compaction.
 async fn tick(shared: Arc<Shared>) {
     let mut interval = tokio::time::interval(shared.config.tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -450,14 +452,14 @@ async fn tick(shared: Arc<Shared>) {
         }
         shared.ticks.fetch_add(1, Ordering::Relaxed);
         let now = now_ms();
-        let (outgoing, committed, commits) = {
+        let (outgoing, expired, waits) = {
             let mut st = shared.ledger();
-            let due = st.ledger.due_commits(now);
-            let mut committed = Vec::new();
-            let mut commits = Vec::new();
-            for id in &due {
-                // A full WAL queue defers the automatic commit to a later
-                // tick: nothing is decided without its place in the log.
+            // Idle sessions expire; the log keeps it, so that a restart does
+            // not reopen them. A full WAL queue defers an expiry to a later
+            // tick: nothing is decided without its place in the log.
+            let mut expired = Vec::new();
+            let mut waits = Vec::new();
+            for id in st.ledger.due_expiries(now) {
                 let reservation = match shared.wal.reserve() {
                     Ok(r) => r,
                     Err(WalError::Backpressure) => {
@@ -466,28 +468,28 @@ async fn tick(shared: Arc<Shared>) {
                     }
                     Err(e) => fatal_wal(&e),
                 };
-                if st.ledger.request_commit(id, now).is_ok() {
-                    let rec = borsh::to_vec(&WalRecord::Commit(*id)).expect("encoding");
-                    commits.push(reservation.enqueue(vec![rec]).unwrap_or_else(|e| fatal_wal(&e)));
-                    committed.push(*id);
+                if let Some(event) = st.ledger.expire(&id) {
+                    let rec = borsh::to_vec(&WalRecord::Expired(id)).expect("borsh encoding into a Vec cannot fail");
+                    waits.push(reservation.enqueue(vec![rec]).unwrap_or_else(|e| fatal_wal(&e)));
+                    expired.push(event);
                 }
             }
             let ready = backoff_until.is_none_or(|t| Instant::now() >= t);
             // Only what the log has fsynced goes to L1 (see `Ledger::batches_to_send`).
             let durable = shared.wal.stats().records_appended;
             let outgoing = if ready { st.ledger.batches_to_send(now, durable) } else { Vec::new() };
-            if !committed.is_empty() {
+            if !expired.is_empty() {
                 update_gauges(&shared, &st.ledger);
             }
-            (outgoing, committed, commits)
+            (outgoing, expired, waits)
         };
-        for w in commits {
+        for w in waits {
             if let Err(e) = w.await {
                 fatal_wal(&e);
             }
         }
-        for id in committed {
-            let _ = shared.events.send(Event::SessionCommitting { session: id });
+        for e in expired {
+            let _ = shared.events.send(e);
         }
         // Batches go out concurrently: the ledger only offers a session whose
         // dependencies are final, so no two batches in one round depend on

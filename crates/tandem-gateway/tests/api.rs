@@ -102,7 +102,7 @@ async fn open_session_answers_201_and_every_refusal_with_its_code() {
 
     // Only the first open was taken.
     let st = h.get("/v1/status").await.json;
-    assert_eq!(st["sessions"], json!({ "open": 1, "committing": 0, "finalized": 0, "rejected": 0 }));
+    assert_eq!(st["sessions"], json!({ "open": 1, "committing": 0, "finalized": 0, "rejected": 0, "expired": 0 }));
 }
 
 #[tokio::test]
@@ -111,18 +111,115 @@ async fn get_and_commit_refuse_bad_and_unknown_ids() {
     let unknown = Hash([7; 32]);
     h.get(&format!("/v1/sessions/{unknown}")).await.assert_error(404, "unknown_session");
     h.get("/v1/sessions/not-a-session").await.assert_error(400, "malformed");
-    h.commit(unknown).await.assert_error(404, "unknown_session");
+    h.commit(&h.cast.operator, unknown).await.assert_error(404, "unknown_session");
     h.request("POST", "/v1/sessions/abc/commit", None, Vec::new()).await.assert_error(400, "malformed");
 
     // An empty session is final as soon as it is committed; a second commit
     // is idempotent.
     let s = h.open(&h.cast.operator, 1).await;
-    let a = h.commit(s).await;
+    let a = h.commit(&h.cast.operator, s).await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{a:?}");
     assert_eq!(a.json, json!({ "session_id": s.to_hex(), "status": { "state": "finalized" } }));
-    let a = h.commit(s).await;
+    let a = h.commit(&h.cast.operator, s).await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{a:?}");
     assert_eq!(h.session(s).await["status"]["state"], "finalized");
+}
+
+#[tokio::test]
+async fn only_the_owner_can_commit_and_a_checkpoint_does_not_close() {
+    // Every step is checkpointed at once: the session's steps reach L1
+    // while it stays open.
+    let h = Harness::start(|c| c.ledger.auto_commit_steps = 1).await;
+    let c = &h.cast;
+    let sup = h.open(&c.supplier, 1).await;
+    h.ok_step(&step(&c.supplier, sup, 1, "P", register(&c.supplier, "P"))).await;
+    assert_eq!(h.commit(&c.supplier, sup).await.status, StatusCode::ACCEPTED);
+    let op = h.open(&c.operator, 1).await;
+    h.ok_step(&step(&c.operator, op, 1, "P", scan())).await;
+    let uri = format!("/v1/sessions/{op}/commit");
+
+    // Anyone who saw the session id tries to close it.
+    h.request("POST", &uri, None, Vec::new()).await.assert_error(401, "signature_required");
+    h.post_raw(&uri, "{}").await.assert_error(401, "signature_required");
+    let unsigned = json!({ "close": support::close(&c.operator, op, 1).close });
+    h.post(&uri, &unsigned).await.assert_error(401, "signature_required");
+    h.post(&uri, &support::close(&c.operator2, op, 1)).await.assert_error(403, "not_session_owner");
+    h.post(&uri, &support::close(&c.supplier, op, 1)).await.assert_error(403, "not_session_owner");
+    let mut forged = support::close(&c.operator2, op, 1);
+    forged.close.owner = c.operator.public();
+    h.post(&uri, &forged).await.assert_error(401, "bad_signature");
+    h.post(&uri, &support::close(&c.operator, sup, 1)).await.assert_error(400, "session_mismatch");
+    h.post_raw(&uri, "{\"signature\": ").await.assert_error(400, "malformed");
+    h.post(&uri, &support::close(&c.operator, op, 7)).await.assert_error(409, "bad_sequence");
+
+    // Nothing changed: the session is open, its step reaches L1 as a
+    // checkpoint, and the owner's next step is taken.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h.session(op).await["final_seq"] != 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the checkpoint never became final");
+        h.block();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let v = h.session(op).await;
+    assert_eq!(v["status"]["state"], "open", "a checkpoint does not close: {v}");
+    let on_l1 = h.l1.snapshot().session(&op).expect("the checkpoint opened it on L1");
+    assert_eq!((on_l1.last_seq, on_l1.closed), (1, false));
+    h.ok_step(&step(&c.operator, op, 2, "P", validate())).await;
+
+    // The owner's signed close ends it, on L1 too.
+    let a = h.commit(&c.operator, op).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{a:?}");
+    h.wait_state(op, "finalized", true).await;
+    let on_l1 = h.l1.snapshot().session(&op).expect("on L1");
+    assert_eq!((on_l1.last_seq, on_l1.closed), (2, true));
+    h.step(&step(&c.operator, op, 3, "P", qc(true))).await.assert_error(409, "session_not_open");
+    // Repeating the close is a no-op.
+    assert_eq!(h.commit(&c.operator, op).await.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn one_owner_cannot_hold_more_than_its_open_sessions() {
+    let h = Harness::start(|c| c.ledger.owner_sessions_max = 2).await;
+    let c = &h.cast;
+    let first = h.open(&c.operator, 1).await;
+    h.open(&c.operator, 2).await;
+    h.post("/v1/sessions", &h.open_req(&c.operator, 3)).await.assert_error(429, "too_many_owner_sessions");
+    // Other owners still open sessions.
+    h.open(&c.operator2, 1).await;
+    h.open(&c.supplier, 1).await;
+    assert_eq!(h.commit(&c.operator, first).await.json["status"]["state"], "finalized");
+    h.open(&c.operator, 3).await;
+}
+
+#[tokio::test]
+async fn an_idle_session_expires_and_its_steps_are_still_finalized() {
+    let h = Harness::start(|c| {
+        c.ledger.owner_sessions_max = 1;
+        c.ledger.session_idle_expire_ms = 200;
+        c.ledger.auto_commit_idle_ms = 60_000;
+    })
+    .await;
+    let c = &h.cast;
+    let s = h.open(&c.supplier, 1).await;
+    h.ok_step(&step(&c.supplier, s, 1, "P", register(&c.supplier, "P"))).await;
+    // Without a step for 200 ms it expires, and its step is finalized.
+    let v = h.wait_state(s, "expired", false).await;
+    assert_eq!(v["steps"].as_array().unwrap().len(), 1);
+    h.step(&step(&c.supplier, s, 2, "Q", register(&c.supplier, "Q"))).await.assert_error(409, "session_expired");
+    h.commit(&c.supplier, s).await.assert_error(409, "session_expired");
+    // It no longer counts against the owner's limit.
+    let e = h.open(&c.supplier, 2).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while h.session(s).await["steps"][0]["state"] != "final" {
+        assert!(tokio::time::Instant::now() < deadline, "the expired session's step never became final");
+        h.block();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(h.l1.snapshot().package("P").unwrap().supplier, c.supplier.public());
+    // An empty one expires too.
+    h.wait_state(e, "expired", false).await;
+    assert_eq!(h.get("/v1/status").await.json["sessions"]["expired"], 2);
+    h.open(&c.supplier, 3).await;
 }
 
 // ------------------------------------------------------------------- steps
@@ -223,7 +320,7 @@ async fn steps_are_refused_with_the_gateway_and_core_codes() {
     h.step(&stale.sign(&c.supplier)).await.assert_error(422, "stale_time");
 
     // Committing releases the lock and closes the session for steps.
-    assert_eq!(h.commit(sup).await.status, StatusCode::ACCEPTED);
+    assert_eq!(h.commit(&c.supplier, sup).await.status, StatusCode::ACCEPTED);
     h.step(&step(&c.supplier, sup, 2, "Q", register(&c.supplier, "Q"))).await.assert_error(409, "session_not_open");
 
     // The operator builds on the committing session's tentative state:
@@ -250,7 +347,7 @@ async fn a_committed_session_finalizes_on_l1_exactly_as_predicted() {
     // of that tentative state and commits too.
     let sup = h.open(&c.supplier, 1).await;
     h.ok_step(&step(&c.supplier, sup, 1, "P", register(&c.supplier, "P"))).await;
-    let a = h.commit(sup).await;
+    let a = h.commit(&c.supplier, sup).await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{a:?}");
     assert_eq!(a.json, json!({ "session_id": sup.to_hex(), "status": { "state": "committing" } }));
 
@@ -280,7 +377,7 @@ async fn a_committed_session_finalizes_on_l1_exactly_as_predicted() {
     assert_eq!(history[0]["session"], sup.to_hex());
     assert_eq!(history[4]["action"], "label");
 
-    let a = h.commit(op).await;
+    let a = h.commit(&c.operator, op).await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{a:?}");
     assert_eq!(a.json["status"]["state"], "committing");
 
@@ -325,7 +422,7 @@ async fn a_committed_session_finalizes_on_l1_exactly_as_predicted() {
     assert_eq!(history[1]["tx_hash"], steps[0]["finality"]["tx_hash"]);
 
     let st = h.get("/v1/status").await.json;
-    assert_eq!(st["sessions"], json!({ "open": 0, "committing": 0, "finalized": 2, "rejected": 0 }));
+    assert_eq!(st["sessions"], json!({ "open": 0, "committing": 0, "finalized": 2, "rejected": 0, "expired": 0 }));
     assert_eq!(st["pending_steps"], 0);
     assert_eq!(st["prediction_mismatches"], 0);
 }
@@ -336,11 +433,11 @@ async fn a_session_this_gateway_forgot_is_answered_from_l1() {
     let c = &h.cast;
     let a = h.open(&c.supplier, 1).await;
     h.ok_step(&step(&c.supplier, a, 1, "A", register(&c.supplier, "A"))).await;
-    assert_eq!(h.commit(a).await.status, StatusCode::ACCEPTED);
+    assert_eq!(h.commit(&c.supplier, a).await.status, StatusCode::ACCEPTED);
     h.wait_state(a, "finalized", true).await;
     let b = h.open(&c.supplier, 2).await;
     h.ok_step(&step(&c.supplier, b, 1, "B", register(&c.supplier, "B"))).await;
-    assert_eq!(h.commit(b).await.status, StatusCode::ACCEPTED);
+    assert_eq!(h.commit(&c.supplier, b).await.status, StatusCode::ACCEPTED);
     h.wait_state(b, "finalized", true).await;
 
     // Only one finished session is kept: `a` is known from L1 and the
@@ -355,12 +452,13 @@ async fn a_session_this_gateway_forgot_is_answered_from_l1() {
     assert!(steps[0]["finality"]["height"].is_u64(), "{v}");
     assert!(steps[0]["receipt"]["signature"].is_string(), "this gateway's batch carried it: {v}");
     assert!(v["note"].is_string(), "{v}");
+    assert_eq!(v["closed"], true, "{v}");
     assert_eq!(h.session(b).await["steps"].as_array().unwrap().len(), 1);
     // Committing it again is a no-op that says it is final.
-    let again = h.commit(a).await;
+    let again = h.commit(&c.supplier, a).await;
     assert_eq!(again.status.as_u16(), 202, "{again:?}");
     assert_eq!(again.json["status"]["state"], "finalized");
-    h.commit(tandem_core::Hash([0x5a; 32])).await.assert_error(404, "unknown_session");
+    h.commit(&c.supplier, tandem_core::Hash([0x5a; 32])).await.assert_error(404, "unknown_session");
 }
 
 /// Steps finalized before a restart keep where they became final: the
@@ -372,7 +470,7 @@ async fn steps_finalized_before_a_restart_keep_their_height_and_tx_hash() {
     let s = h.open(&c.supplier, 1).await;
     h.ok_step(&step(&c.supplier, s, 1, "P", register(&c.supplier, "P"))).await;
     h.ok_step(&step(&c.supplier, s, 2, "Q", register(&c.supplier, "Q"))).await;
-    assert_eq!(h.commit(s).await.status, StatusCode::ACCEPTED);
+    assert_eq!(h.commit(&c.supplier, s).await.status, StatusCode::ACCEPTED);
     let before = h.wait_state(s, "finalized", true).await;
     let package_before = h.get("/v1/packages/P").await.json;
     assert!(package_before["history"][0]["l1_height"].is_u64(), "{package_before}");
@@ -433,7 +531,7 @@ async fn a_resent_step_gets_its_original_answer_and_receipt_until_after_a_restar
     assert_eq!(h.session(s).await["steps"][0]["receipt"], original["receipt"]);
 
     // Final.
-    assert_eq!(h.commit(s).await.status, StatusCode::ACCEPTED);
+    assert_eq!(h.commit(&c.supplier, s).await.status, StatusCode::ACCEPTED);
     h.wait_state(s, "finalized", true).await;
     same_answer(&h.ok_step(&first).await, "once final");
     h.step(&other).await.assert_error(409, "bad_sequence");
@@ -444,7 +542,7 @@ async fn a_resent_step_gets_its_original_answer_and_receipt_until_after_a_restar
     // Forgotten: another finished session pushes it out of memory.
     let b = h.open(&c.supplier, 2).await;
     h.ok_step(&step(&c.supplier, b, 1, "B", register(&c.supplier, "B"))).await;
-    assert_eq!(h.commit(b).await.status, StatusCode::ACCEPTED);
+    assert_eq!(h.commit(&c.supplier, b).await.status, StatusCode::ACCEPTED);
     h.wait_state(b, "finalized", true).await;
     assert!(h.session(s).await["note"].is_string(), "the session left memory");
     same_answer(&h.ok_step(&first).await, "once forgotten");
@@ -499,7 +597,7 @@ async fn a_conflicting_l1_step_rejects_the_session_and_its_commit() {
     let v = h.wait_state(s, "rejected", false).await;
     assert_eq!(v["status"]["code"], "conflict", "{v}");
     assert_eq!(v["status"]["seq"], 1, "{v}");
-    h.commit(s).await.assert_error(409, "session_rejected");
+    h.commit(&c.supplier, s).await.assert_error(409, "session_rejected");
     h.step(&step(&c.supplier, s, 2, "Q", register(&c.supplier, "Q"))).await.assert_error(409, "session_not_open");
     let st = h.get("/v1/status").await.json;
     assert_eq!(st["prediction_mismatches"], 1, "{st}");
@@ -539,7 +637,7 @@ async fn backlog_full_at_the_pending_step_limit_and_free_again_after_finality() 
     assert_eq!(h.get("/v1/status").await.json["pending_steps"], 2);
 
     // Once L1 has them, there is room again.
-    assert_eq!(h.commit(s1).await.status, StatusCode::ACCEPTED);
+    assert_eq!(h.commit(&c.supplier, s1).await.status, StatusCode::ACCEPTED);
     h.wait_state(s1, "finalized", true).await;
     h.ok_step(&step(&c.supplier2, s2, 1, "D", register(&c.supplier2, "D"))).await;
 }
@@ -552,7 +650,7 @@ async fn too_many_sessions_at_the_live_session_limit() {
     h.open(&c.operator, 1).await;
     h.post("/v1/sessions", &h.open_req(&c.inspector, 1)).await.assert_error(503, "too_many_sessions");
     // A finished session no longer counts.
-    assert_eq!(h.commit(s1).await.json["status"]["state"], "finalized");
+    assert_eq!(h.commit(&c.supplier, s1).await.json["status"]["state"], "finalized");
     h.open(&c.inspector, 1).await;
 }
 
@@ -596,7 +694,7 @@ async fn the_rate_limit_answers_429_past_the_burst() {
     assert_eq!(a.retry_after.as_deref(), Some("1"), "{a:?}");
     // Every unsigned /v1 route is limited; health, metrics and the document
     // are not.
-    h.commit(Hash([1; 32])).await.assert_error(429, "rate_limited");
+    h.commit(&h.cast.supplier, Hash([1; 32])).await.assert_error(429, "rate_limited");
     assert_eq!(h.get("/healthz").await.status, StatusCode::OK);
     assert_eq!(h.get("/metrics").await.status, StatusCode::OK);
     assert_eq!(h.get("/openapi.json").await.status, StatusCode::OK);
@@ -755,7 +853,7 @@ async fn while_l1_is_away_steps_are_answered_and_the_session_finalizes_when_it_r
     let r2 = h.ok_step(&step(&c.supplier, s, 2, "Q", register(&c.supplier, "Q"))).await;
     let receipt: Receipt = serde_json::from_value(r2["receipt"].clone()).unwrap();
     assert!(receipt.verify());
-    assert_eq!(h.commit(s).await.status, StatusCode::ACCEPTED);
+    assert_eq!(h.commit(&c.supplier, s).await.status, StatusCode::ACCEPTED);
 
     let st = h.wait_status("l1_reachable = false", |s| s["l1_reachable"] == false).await;
     assert_eq!(st["validators"][0]["reachable"], false, "{st}");
@@ -799,7 +897,7 @@ async fn the_event_stream_reports_steps_commits_and_finality() {
         e,
         json!({ "type": "step_accepted", "session": s.to_hex(), "seq": 1, "package_id": "P", "action": "register", "stage": "registered" })
     );
-    assert_eq!(h.commit(s).await.status, StatusCode::ACCEPTED);
+    assert_eq!(h.commit(&c.supplier, s).await.status, StatusCode::ACCEPTED);
     let e = events.next("session_committing").await;
     assert_eq!(e, json!({ "type": "session_committing", "session": s.to_hex() }));
     h.wait_state(s, "finalized", true).await;
@@ -856,7 +954,7 @@ async fn status_health_metrics_and_unknown_routes() {
     assert_eq!(st.json["l1_reachable"], true);
     assert_eq!(st.json["replica_diverged"], false);
     assert_eq!(st.json["validators"], json!([{ "rpc": "fake://l1", "height": 1, "reachable": true }]));
-    assert_eq!(st.json["sessions"], json!({ "open": 0, "committing": 0, "finalized": 0, "rejected": 0 }));
+    assert_eq!(st.json["sessions"], json!({ "open": 0, "committing": 0, "finalized": 0, "rejected": 0, "expired": 0 }));
     assert_eq!(st.json["pending_steps"], 0);
     assert_eq!(st.json["prediction_mismatches"], 0);
     assert!(st.json["uptime_s"].is_u64());
@@ -952,6 +1050,10 @@ async fn the_openapi_document_describes_every_route() {
         "wrong_chain",
         "package_exists",
         "gateway_mismatch",
+        "signature_required",
+        "too_many_owner_sessions",
+        "session_expired",
+        "session_closed",
     ] {
         assert!(codes.contains(&json!(code)), "{code} is not documented");
     }
@@ -1044,7 +1146,7 @@ async fn a_batch_under_our_key_that_we_never_built_is_reported() {
     let sup = h.cast.supplier.clone();
     let s = h.open(&sup, 1).await;
     h.ok_step(&step(&sup, s, 1, "OURS", register(&sup, "OURS"))).await;
-    assert_eq!(h.commit(s).await.status, StatusCode::ACCEPTED);
+    assert_eq!(h.commit(&sup, s).await.status, StatusCode::ACCEPTED);
     h.wait_state(s, "finalized", true).await;
 
     // Someone holding the key signs a batch with a false claim.

@@ -67,7 +67,7 @@ async fn wait_for(what: &str, mut pred: impl FnMut() -> bool) {
 async fn a_session_of_200_maximum_size_steps_is_sent_in_batches_under_the_limit_and_finalizes_whole() {
     let h = Harness::start(manual_commits).await;
     let s = session_of_max_steps(&h, 1, 200).await;
-    assert_eq!(h.commit(s).await.status, StatusCode::ACCEPTED);
+    assert_eq!(h.commit(&h.cast.supplier, s).await.status, StatusCode::ACCEPTED);
     h.wait_state(s, "finalized", true).await;
 
     assert_eq!(h.l1.snapshot().session(&s).map(|r| r.last_seq), Some(200), "L1 holds every step");
@@ -106,7 +106,7 @@ async fn a_batch_the_l1_rpc_refuses_for_its_size_is_reported_and_sent_smaller() 
     // assumes: full batches are refused before CheckTx.
     h.l1.set_rpc_body_bytes_max(200_000);
     let s = session_of_max_steps(&h, 1, 40).await;
-    assert_eq!(h.commit(s).await.status, StatusCode::ACCEPTED);
+    assert_eq!(h.commit(&h.cast.supplier, s).await.status, StatusCode::ACCEPTED);
     h.wait_state(s, "finalized", true).await;
     assert_eq!(h.l1.snapshot().session(&s).map(|r| r.last_seq), Some(40));
 
@@ -123,7 +123,7 @@ async fn a_batch_the_l1_rpc_refuses_for_its_size_is_reported_and_sent_smaller() 
     // the session is rejected with that code instead of being re-sent forever.
     h.l1.set_rpc_body_bytes_max(10_000);
     let s2 = session_of_max_steps(&h, 2, 1).await;
-    assert_eq!(h.commit(s2).await.status, StatusCode::ACCEPTED);
+    assert_eq!(h.commit(&h.cast.supplier, s2).await.status, StatusCode::ACCEPTED);
     let done = h.wait_state(s2, "rejected", false).await;
     assert_eq!(done["status"]["code"], "tx_too_large", "{done}");
 }
@@ -140,6 +140,8 @@ async fn a_full_wal_queue_answers_503_with_retry_after_and_every_acknowledged_st
     let h = Harness::start(|c| {
         manual_commits(c);
         c.wal_queue_max = QUEUE;
+        // One owner opens the burst's 200 sessions.
+        c.ledger.owner_sessions_max = 1_000;
     })
     .await;
     let sup = h.cast.supplier.clone();
@@ -152,7 +154,7 @@ async fn a_full_wal_queue_answers_503_with_retry_after_and_every_acknowledged_st
     a.assert_error(503, "backlog_full");
     assert_eq!(a.retry_after.as_deref(), Some("1"), "{a:?}");
     h.post("/v1/sessions", &h.open_req(&sup, 2)).await.assert_error(503, "backlog_full");
-    h.commit(s).await.assert_error(503, "backlog_full");
+    h.commit(&sup, s).await.assert_error(503, "backlog_full");
     assert_eq!(h.session(s).await["status"]["state"], "open", "nothing was decided");
     assert_eq!(h.get("/healthz").await.status, StatusCode::OK);
     assert!(h.get("/metrics").await.text.contains("tandem_gateway_wal_backpressure_total 3"));

@@ -29,7 +29,7 @@ use rand::{Rng as _, SeedableRng as _};
 use tandem_core::apply::{Ctx, TxResult, VerifiedStep};
 use tandem_core::block::execute_block;
 use tandem_core::kv::WriteSet;
-use tandem_core::message::{Action, DirectStep, SessionOpen, Step, Tx};
+use tandem_core::message::{Action, DirectStep, SessionClose, SessionOpen, Step, Tx};
 use tandem_core::model::Stage;
 use tandem_core::state::StateRead;
 use tandem_core::testkit::{self, Cast, CHAIN_ID, TIME_MS};
@@ -51,9 +51,17 @@ struct Client {
 
 /// What the log holds about a decision until it is fsynced.
 enum Pending {
-    Opened { client: usize, id: Hash },
-    Step { id: Hash, seq: u64, outcome: Hash },
-    Commit,
+    Opened {
+        client: usize,
+        id: Hash,
+    },
+    Step {
+        id: Hash,
+        seq: u64,
+        outcome: Hash,
+    },
+    /// A close or an expiry: nobody waits for it.
+    Other,
 }
 
 struct Sim {
@@ -116,6 +124,8 @@ impl Sim {
             pending_steps_max: rng.gen_range(10..200),
             resend_after_ms: rng.gen_range(1_000..5_000),
             finished_kept: rng.gen_range(1..8),
+            owner_sessions_max: rng.gen_range(1..4),
+            session_idle_expire_ms: rng.gen_range(3_000..30_000),
         };
         let ledger = Ledger::new(CHAIN_ID.into(), cast.gateway.clone(), config.clone());
         let keys = [&cast.supplier, &cast.supplier2, &cast.operator, &cast.operator2, &cast.inspector, &cast.courier, &cast.courier2];
@@ -246,21 +256,25 @@ impl Sim {
             }
             Err(e) => {
                 self.log(|| format!("client {c} step {id}#{seq} {package} refused: {}", e.code));
-                if matches!(e.code, "session_not_open" | "unknown_session" | "session_full") {
+                if matches!(e.code, "session_not_open" | "unknown_session" | "session_full" | "session_expired") {
                     self.clients[c].session = None;
                 }
             }
         }
     }
 
+    /// The owner closes its session after the last step it got an answer
+    /// for.
     fn commit(&mut self, c: usize) {
-        let Some((id, _)) = self.clients[c].session else { return };
+        let Some((id, next)) = self.clients[c].session else { return };
+        let key = self.clients[c].key.clone();
+        let close = SessionClose { chain_id: CHAIN_ID.into(), session: id, owner: key.public(), last_seq: next - 1 }.sign(&key);
         let was_open = self.ledger.session(&id).is_some_and(|s| s.status == SessionStatus::Open);
-        match self.ledger.request_commit(&id, self.now) {
+        match self.ledger.request_close(&id, close.clone(), self.now) {
             Ok(()) => {
-                self.log(|| format!("client {c} commits {id}"));
+                self.log(|| format!("client {c} closes {id} at #{}", next - 1));
                 if was_open {
-                    self.volatile.push((WalRecord::Commit(id), Pending::Commit));
+                    self.volatile.push((WalRecord::Closed(close), Pending::Other));
                 }
             }
             Err(e) => self.log(|| format!("client {c} commit of {id} refused: {}", e.code)),
@@ -297,10 +311,10 @@ impl Sim {
     // --- the gateway's tasks ----------------------------------------------
 
     fn tick(&mut self, faults: bool) {
-        for id in self.ledger.due_commits(self.now) {
-            if self.ledger.request_commit(&id, self.now).is_ok() {
-                self.log(|| format!("auto-commit {id}"));
-                self.volatile.push((WalRecord::Commit(id), Pending::Commit));
+        for id in self.ledger.due_expiries(self.now) {
+            if self.ledger.expire(&id).is_some() {
+                self.log(|| format!("expire {id}"));
+                self.volatile.push((WalRecord::Expired(id), Pending::Other));
             }
         }
         for out in self.ledger.batches_to_send(self.now, self.fsynced) {
@@ -311,7 +325,9 @@ impl Sim {
             } else if roll < 0.12 {
                 self.log(|| format!("broadcast of {} vanishes", out.session));
             } else {
-                self.log(|| format!("broadcast {} up to #{}", out.session, out.last_seq));
+                self.log(|| {
+                    format!("broadcast {} up to #{} (logged {}, fsynced {})", out.session, out.last_seq, self.ledger.logged(), self.fsynced)
+                });
                 if roll < 0.16 {
                     self.mempool.push_back(out.tx.clone());
                 }
@@ -338,7 +354,7 @@ impl Sim {
                     self.acked.insert((id, seq), outcome);
                     self.stats.acked += 1;
                 }
-                Pending::Commit => {}
+                Pending::Other => {}
             }
         }
     }

@@ -259,9 +259,10 @@ fn exec_result(result: &TxResult) -> ExecTxResult {
         attrs.push(("session", s.to_hex()).index());
     }
     match result {
-        TxResult::Committed { first_seq, last_seq, .. } => {
+        TxResult::Committed { first_seq, last_seq, closed, .. } => {
             attrs.push(("first_seq", first_seq.to_string()).no_index());
             attrs.push(("last_seq", last_seq.to_string()).no_index());
+            attrs.push(("closed", closed.to_string()).no_index());
         }
         TxResult::Direct { seq, .. } => attrs.push(("last_seq", seq.to_string()).no_index()),
         TxResult::Rejected { index, rejection, .. } => {

@@ -30,9 +30,13 @@ pub enum SessionCommand {
     /// Example: tandem session step --key .devnet/keys/operator-1.json --session 3fa2... --package PKG-1 scan --station DOCK-1
     Step(StepArgs),
     /// Close a session for steps and have the gateway finalize it on L1.
+    /// Only the session's owner may: the close is signed with its key, and
+    /// names the session's last step (asked from the gateway).
     ///
-    /// Example: tandem session commit --session 3fa2... --wait
+    /// Example: tandem session commit --key .devnet/keys/operator-1.json --session 3fa2... --wait
     Commit {
+        #[command(flatten)]
+        key: KeyArg,
         /// Session id (64 hex digits).
         #[arg(long, value_name = "ID")]
         session: String,
@@ -190,10 +194,12 @@ pub async fn run(cmd: SessionCommand, g: &GlobalArgs) -> Result<(), Failure> {
             Ok(())
         }
         SessionCommand::Step(args) => step(args, g).await,
-        SessionCommand::Commit { session, wait, timeout } => {
+        SessionCommand::Commit { key, session, wait, timeout } => {
             let id = parse_session(&session)?;
+            let (_, secret) = g.load_key(&key)?;
             let client = g.connect().await?;
-            let r = client.commit(&id).await?;
+            let last_seq = client.last_seq(&id).await?;
+            let r = client.commit(&secret, &id, last_seq).await?;
             if !wait {
                 if g.json {
                     print_json(&r);

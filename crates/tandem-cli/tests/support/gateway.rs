@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tandem_core::crypto::{Domain, Hash};
-use tandem_core::message::{Action, SessionOpen, SignedSessionOpen, SignedStep, Step};
+use tandem_core::message::{Action, SessionClose, SessionOpen, SignedSessionOpen, SignedStep, Step};
 use tandem_core::model::{Manifest, ManifestLine};
 use tandem_core::SecretKey;
 
@@ -148,8 +148,25 @@ impl Client<'_> {
         post(self.http, &format!("{}/v1/sessions/{session}/steps", self.url), &json!(s)).await
     }
 
-    pub async fn commit(&self, session: Hash) -> (u16, Value) {
-        post(self.http, &format!("{}/v1/sessions/{session}/commit", self.url), &json!({})).await
+    /// The owner's signed close of `session` after step `last_seq`.
+    pub async fn commit(&self, owner: &SecretKey, session: Hash, last_seq: u64) -> (u16, Value) {
+        let close = SessionClose { chain_id: self.chain.clone(), session, owner: owner.public(), last_seq }.sign(owner);
+        post(self.http, &format!("{}/v1/sessions/{session}/commit", self.url), &json!(close)).await
+    }
+
+    /// Wait until the session's first `n` steps are final (a checkpoint
+    /// leaves the session open).
+    pub async fn wait_final_steps(&self, session: Hash, n: usize, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.session(session).await;
+            let steps = s["steps"].as_array().map(|a| a.iter().filter(|st| st["state"] == "final").count()).unwrap_or(0);
+            if steps >= n {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "session {session}: {n} steps not final within {timeout:?}: {s}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn session(&self, session: Hash) -> Value {

@@ -18,7 +18,7 @@ use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt as _;
 use serde_json::Value;
-use tandem_core::message::{Action, SessionOpen, SignedSessionOpen, SignedStep, Step};
+use tandem_core::message::{Action, SessionClose, SessionOpen, SignedSessionClose, SignedSessionOpen, SignedStep, Step};
 use tandem_core::testkit::{Cast, CHAIN_ID};
 use tandem_core::{Hash, PublicKey, SecretKey};
 use tandem_gateway::api;
@@ -192,8 +192,12 @@ impl Harness {
         a.json
     }
 
-    pub async fn commit(&self, session: Hash) -> Answer {
-        self.request("POST", &format!("/v1/sessions/{session}/commit"), None, Vec::new()).await
+    /// The owner's signed close of `session` after its last step at the
+    /// gateway (0 when the gateway does not know it), posted as a commit.
+    pub async fn commit(&self, owner: &SecretKey, session: Hash) -> Answer {
+        let known = self.get(&format!("/v1/sessions/{session}")).await;
+        let last_seq = known.json["last_seq"].as_u64().unwrap_or(0);
+        self.post(&format!("/v1/sessions/{session}/commit"), &close(owner, session, last_seq)).await
     }
 
     pub async fn session(&self, session: Hash) -> Value {
@@ -237,6 +241,11 @@ impl Harness {
 /// A signed open request timed now (`gateway: None` for direct L1 steps).
 pub fn open_req(owner: &SecretKey, gateway: Option<PublicKey>, nonce: u64) -> SignedSessionOpen {
     SessionOpen { chain_id: CHAIN_ID.into(), owner: owner.public(), gateway, nonce, client_time_ms: now_ms() }.sign(owner)
+}
+
+/// An owner's signed close of `session` after step `last_seq`.
+pub fn close(owner: &SecretKey, session: Hash, last_seq: u64) -> SignedSessionClose {
+    SessionClose { chain_id: CHAIN_ID.into(), session, owner: owner.public(), last_seq }.sign(owner)
 }
 
 /// A signed step timed now.
