@@ -851,6 +851,12 @@ impl Ledger {
                 out.push(Outgoing { session: id, tx_hash: tx_hash(&tx), tx, last_seq });
                 continue;
             }
+            if session.status == SessionStatus::Committing && session.close_pos > durable {
+                // The owner's close is being fsynced (a matter of a
+                // millisecond): wait for it rather than send the steps
+                // alone and the close a block later.
+                continue;
+            }
             let first = session.chain_seq + 1;
             let upto = batch_end(session, session.sendable(), durable).unwrap_or(session.chain_seq);
             let closes = session.status == SessionStatus::Committing && upto >= session.last_seq() && session.close_pos <= durable;

@@ -348,11 +348,27 @@ fn only_steps_whose_log_records_are_fsynced_are_sent() {
     assert_eq!(w.ledger.logged(), fsynced + 2, "one record per step and one for the close");
     // The second step's record and the close's are still in the log's
     // queue: a crash now would forget them, so L1 must not see them yet.
+    assert!(w.ledger.batches_to_send(TIME_MS, fsynced).is_empty(), "a closing session waits for its close to be durable");
+    assert!(w.ledger.batches_to_send(TIME_MS, fsynced + 1).is_empty(), "so does it while its last step is not");
+    let out = w.ledger.batches_to_send(TIME_MS, fsynced + 2);
+    assert_eq!(out.iter().map(|o| o.last_seq).collect::<Vec<_>>(), vec![2], "steps and close go together once durable");
+    let Ok(Tx::SessionBatch(b)) = Tx::decode(&out[0].tx) else { panic!("a batch") };
+    assert!(b.body.close.is_some(), "the close rides with the last steps");
+}
+
+#[test]
+fn a_checkpoint_takes_only_the_steps_whose_records_are_fsynced() {
+    let mut w = World::new(LedgerConfig { auto_commit_steps: 1, ..LedgerConfig::default() });
+    w.registered("P", 1);
+    let op = w.cast.operator.clone();
+    let a = w.open(&op, 1);
+    w.step(&op, a, 1, "P", scan()).expect("scan");
+    let fsynced = w.ledger.logged();
+    w.step(&op, a, 2, "P", validate()).expect("validate");
     let out = w.ledger.batches_to_send(TIME_MS, fsynced);
     assert_eq!(out.iter().map(|o| o.last_seq).collect::<Vec<_>>(), vec![1], "only the durable step goes out");
     let Ok(Tx::SessionBatch(b)) = Tx::decode(&out[0].tx) else { panic!("a batch") };
-    assert!(b.body.close.is_none(), "the close is not durable yet");
-    assert!(w.ledger.batches_to_send(TIME_MS, 0).is_empty(), "nothing durable is not in flight already");
+    assert!(b.body.close.is_none(), "a checkpoint does not close");
 }
 
 #[test]
