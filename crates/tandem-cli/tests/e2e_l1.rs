@@ -120,10 +120,12 @@ async fn a_devnet_finalizes_direct_steps_and_session_batches_and_refuses_bad_inp
     let claims: Vec<Hash> = steps.iter().map(|s| tandem_core::apply(&mut scratch, &ctx, s).expect("predict").hash()).collect();
     drop(scratch);
     let tx = batch_tx(&net, session, Some(o.clone()), steps.clone(), claims.clone());
-    let (_, code, data, log) = net.submit(1, &tx).await;
+    let (height, code, data, log) = net.submit(1, &tx).await;
     assert_eq!(code, 0, "{log}");
     assert_eq!(data["status"], "committed");
     assert_eq!(data["last_seq"], 4);
+    // Every node has the block before it is asked (node 1 answered first).
+    net.wait_height(&[0, 1, 2, 3], height, Duration::from_secs(30)).await;
     replica.execute(&tx);
     let expected_digest = tandem_core::state::StateRead::package(&replica.state, "PKG-1").expect("pkg").digest();
     let reported: Vec<String> =
