@@ -107,12 +107,8 @@ impl World {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             match self.post(path, body).await {
-                Reply::Answered(s, v) if s == 429 || s == 503 => {
-                    self.retries.fetch_add(1, Ordering::Relaxed);
-                    let _ = v;
-                }
-                Reply::Answered(s, v) => return Ok((s, v)),
-                Reply::Lost => {
+                Reply::Answered(s, v) if s != 429 && s != 503 => return Ok((s, v)),
+                Reply::Answered(..) | Reply::Lost => {
                     self.retries.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -426,11 +426,7 @@ async fn answer_again(gw: &Shared, signed: &SignedStep, refusal: GwError) -> Api
                 return Err(refusal.into());
             };
             if fin.signed != *signed {
-                return Err(tandem_core::Rejection::new(
-                    Code::BadSequence,
-                    format!("seq {} of session {} was taken by another step", s.seq, s.session),
-                )
-                .into());
+                return Err(GwError::seq_taken(s.session, s.seq).into());
             }
             if fin.gateway != Some(gw.config.key.public()) {
                 // Final through another gateway or directly: never answered here.
@@ -500,7 +496,7 @@ async fn get_step(State(gw): State<Arc<Shared>>, Path((id, seq)): Path<(String, 
     let held = {
         let st = gw.ledger();
         st.ledger.session(&id).and_then(|s| {
-            let rec = s.steps.iter().find(|r| r.signed.step.seq == seq)?;
+            let rec = s.step(seq)?;
             let state = if matches!(s.status, SessionStatus::Rejected { .. }) { "rejected" } else { "tentative" };
             let mut v = held_step_json(rec, state);
             v["step"] = json!(rec.signed);

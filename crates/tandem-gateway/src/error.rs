@@ -72,6 +72,11 @@ impl GwError {
     pub fn package_locked(package: &str) -> Self {
         Self::new(Kind::Conflict, "package_locked", format!("package {package} is locked by another open session"))
     }
+    /// A seq of `session` already holds another step (a re-send must be
+    /// byte-identical to get the original answer).
+    pub fn seq_taken(session: impl std::fmt::Display, seq: u64) -> Self {
+        Rejection::new(Code::BadSequence, format!("seq {seq} of session {session} was taken by another step")).into()
+    }
     /// No such session at this gateway.
     pub fn unknown_session(id: impl std::fmt::Display) -> Self {
         Self::new(Kind::NotFound, "unknown_session", format!("no session {id} at this gateway"))

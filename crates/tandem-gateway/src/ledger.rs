@@ -493,20 +493,8 @@ impl Ledger {
     /// seq, `None` when it holds no step there.
     pub fn prior_step(&self, signed: &SignedStep) -> Option<Result<&StepRecord, GwError>> {
         let s = &signed.step;
-        let session = self.sessions.get(&s.session)?;
-        // Steps are held in seq order, consecutive.
-        let first = session.steps.first()?.signed.step.seq;
-        let rec = session.steps.get(usize::try_from(s.seq.checked_sub(first)?).ok()?)?;
-        debug_assert_eq!(rec.signed.step.seq, s.seq);
-        Some(if rec.signed == *signed {
-            Ok(rec)
-        } else {
-            Err(tandem_core::Rejection::new(
-                tandem_core::Code::BadSequence,
-                format!("seq {} of session {} was taken by another step", s.seq, s.session),
-            )
-            .into())
-        })
+        let rec = self.sessions.get(&s.session)?.step(s.seq)?;
+        Some(if rec.signed == *signed { Ok(rec) } else { Err(GwError::seq_taken(s.session, s.seq)) })
     }
 
     /// Steps accepted and not yet final.

@@ -335,15 +335,23 @@ fn a_dependent_batch_that_fails_after_its_dependency_is_final_is_rejected() {
     assert!(events.iter().any(|e| matches!(e, Event::SessionRejected { session, .. } if *session == b)), "{events:?}");
 }
 
-#[test]
-fn only_steps_whose_log_records_are_fsynced_are_sent() {
-    let mut w = World::new(LedgerConfig::default());
+/// An operator's session on registered `P` with two steps, of which only
+/// the first one's log record is fsynced: (world, operator, session, how
+/// many records are fsynced).
+fn one_step_fsynced_one_queued(config: LedgerConfig) -> (World, SecretKey, Hash, u64) {
+    let mut w = World::new(config);
     w.registered("P", 1);
     let op = w.cast.operator.clone();
     let a = w.open(&op, 1);
     w.step(&op, a, 1, "P", scan()).expect("scan");
     let fsynced = w.ledger.logged();
     w.step(&op, a, 2, "P", validate()).expect("validate");
+    (w, op, a, fsynced)
+}
+
+#[test]
+fn only_steps_whose_log_records_are_fsynced_are_sent() {
+    let (mut w, op, a, fsynced) = one_step_fsynced_one_queued(LedgerConfig::default());
     w.commit(&op, a).expect("commit");
     assert_eq!(w.ledger.logged(), fsynced + 2, "one record per step and one for the close");
     // The second step's record and the close's are still in the log's
@@ -358,13 +366,7 @@ fn only_steps_whose_log_records_are_fsynced_are_sent() {
 
 #[test]
 fn a_checkpoint_takes_only_the_steps_whose_records_are_fsynced() {
-    let mut w = World::new(LedgerConfig { auto_commit_steps: 1, ..LedgerConfig::default() });
-    w.registered("P", 1);
-    let op = w.cast.operator.clone();
-    let a = w.open(&op, 1);
-    w.step(&op, a, 1, "P", scan()).expect("scan");
-    let fsynced = w.ledger.logged();
-    w.step(&op, a, 2, "P", validate()).expect("validate");
+    let (mut w, _, _, fsynced) = one_step_fsynced_one_queued(LedgerConfig { auto_commit_steps: 1, ..LedgerConfig::default() });
     let out = w.ledger.batches_to_send(TIME_MS, fsynced);
     assert_eq!(out.iter().map(|o| o.last_seq).collect::<Vec<_>>(), vec![1], "only the durable step goes out");
     let Ok(Tx::SessionBatch(b)) = Tx::decode(&out[0].tx) else { panic!("a batch") };

@@ -461,7 +461,7 @@ impl Sim {
             if let SessionStatus::Rejected { code, detail, .. } = &session.status {
                 panic!("acknowledged step {id}#{seq}: session rejected without a conflict: {code}: {detail}");
             }
-            let rec = session.steps.iter().find(|r| r.signed.step.seq == *seq);
+            let rec = session.step(*seq);
             let rec = rec.unwrap_or_else(|| panic!("acknowledged step {id}#{seq} is not held"));
             assert_eq!(rec.outcome.hash(), *outcome, "step {id}#{seq} is held with another outcome");
         }
